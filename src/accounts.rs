@@ -1,0 +1,36 @@
+//! Upstream provider accounts: the pool's units of capacity.
+
+use serde::{Deserialize, Serialize};
+
+use crate::tasks::model::{Model, Tier};
+
+/// One upstream account. Capacity is per account (`concurrency`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    /// Stable id; also the name operators use.
+    pub id: String,
+    /// Which provider adapter serves it (`sandbox`, `luma-api`, ...).
+    pub provider: String,
+    pub concurrency: u32,
+    pub tiers: Vec<Tier>,
+    pub models: Vec<Model>,
+    /// Relative share when several accounts are equally free.
+    pub weight: u32,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    /// While set and in the future, the account takes no new work (after a 429).
+    pub cooldown_until: Option<i64>,
+    /// Provider-specific secrets and settings, as JSON. Never logged.
+    #[serde(default)]
+    pub credentials: serde_json::Value,
+}
+
+impl Account {
+    /// Whether this account may take a new task of this tier and model now.
+    pub fn serves(&self, tier: Tier, model: Model, now: i64) -> bool {
+        self.enabled
+            && self.tiers.contains(&tier)
+            && self.models.contains(&model)
+            && self.cooldown_until.is_none_or(|until| until <= now)
+    }
+}

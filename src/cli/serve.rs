@@ -1,0 +1,161 @@
+//! `lumagate serve`: builds the engine from the config and runs the HTTP server until
+//! SIGTERM or Ctrl-C, then stops taking work and hands leases back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::RngCore;
+
+use super::Location;
+use crate::blobs::signing::LinkSigner;
+use crate::blobs::LocalBlobs;
+use crate::config::Config;
+use crate::http::{router, AppState, HttpConfig};
+use crate::keys::issue;
+use crate::media::intake::IntakeLimits;
+use crate::providers::sandbox::{Sandbox, SandboxConfig, PROVIDER as SANDBOX};
+use crate::providers::Providers;
+use crate::store::{AccountStore, KeyStore};
+use crate::tasks::model::{Model, Tier};
+use crate::tasks::{Engine, EngineConfig};
+
+/// Lease owner of the embedded deployment: one process per data folder, so a restarted
+/// process is the same owner and resumes its tasks at once instead of waiting for expiry.
+const EMBEDDED_OWNER: &str = "embedded";
+
+pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_format: &str) -> anyhow::Result<()> {
+    init_logging(log_format);
+    let mut config = location.config()?;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    let store = Arc::new(Location::open_store(&config).await?);
+    for account in config.accounts()? {
+        store.upsert_account(&account).await?;
+    }
+    if store.count_keys().await? == 0 {
+        let issued = issue("first", Tier::ALL.to_vec(), Model::ALL.to_vec());
+        store.insert_key(&issued.key, &issued.hash).await?;
+        println!("No API keys existed, so one was created. It is shown only once:");
+        println!("{}", issued.secret);
+    }
+
+    let signer = LinkSigner::new(signing_secret(&config)?);
+    let blobs = Arc::new(LocalBlobs::new(config.data_dir.join("blobs"), signer));
+    std::fs::create_dir_all(blobs.root()).context("creating the blob folder")?;
+    let providers = Providers::default().with(
+        SANDBOX,
+        Arc::new(Sandbox::new(SandboxConfig {
+            delay: Duration::from_millis(config.sandbox.delay_ms),
+            fail_rate: config.sandbox.fail_rate,
+        })),
+    );
+    let engine = Engine::new(
+        store,
+        blobs.clone(),
+        providers,
+        engine_config(&config),
+        EMBEDDED_OWNER.to_string(),
+        config.intake.allow_fetch_ips.clone(),
+    );
+    engine.start().await?;
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = AppState {
+        engine: engine.clone(),
+        public_url: config.public_url.clone(),
+        link_ttl: Duration::from_secs(config.link_ttl_secs),
+        body_limit: config.body_limit_bytes,
+        ready: ready.clone(),
+    };
+    let app = router(state, HttpConfig { cors_origins: config.cors_origins.clone(), local_blobs: Some(blobs) });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "lumagate listening");
+    ready.store(true, Ordering::SeqCst);
+
+    let stopping = ready.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new work");
+            stopping.store(false, Ordering::SeqCst);
+        })
+        .await?;
+    engine.shutdown().await;
+    Ok(())
+}
+
+fn engine_config(config: &Config) -> EngineConfig {
+    let total_slots: u32 = config.accounts().map(|a| a.iter().map(|a| a.concurrency).sum()).unwrap_or(1);
+    let sandbox_tick = Duration::from_millis((config.sandbox.delay_ms / 5).clamp(20, 1000));
+    EngineConfig {
+        relax_queue_limit: config.relax_queue_limit,
+        pro_reserved_slots: config.pro_reserved_slots.unwrap_or(u32::from(total_slots >= 2)),
+        lease_ttl: Duration::from_secs(config.lease_ttl_secs),
+        poll_interval: Duration::from_millis(config.poll_interval_ms).min(sandbox_tick),
+        progress_timeout: Duration::from_secs(config.progress_timeout_secs),
+        transient_retries: config.transient_retries,
+        default_run_time: Duration::from_millis(config.sandbox.delay_ms.max(1000)),
+        intake: IntakeLimits {
+            max_bytes: config.intake.max_image_bytes,
+            max_pixels: config.intake.max_pixels,
+            max_side: config.intake.max_side,
+            fetch_timeout: Duration::from_secs(config.intake.fetch_timeout_secs),
+            ..IntakeLimits::default()
+        },
+    }
+}
+
+/// The HMAC secret for links: created on first start, kept in the data folder.
+fn signing_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    let path = config.data_dir.join("signing.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()));
+    }
+    let mut secret = vec![0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    write_private(&path, hex::encode(&secret).as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret)
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LUMAGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,267 @@
+//! One typed configuration: defaults < config file (TOML) < `LUMAGATE_*` environment
+//! < command-line flags. Validated at startup, so a bad value stops the start with a
+//! message that names it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::accounts::Account;
+use crate::keys::{parse_models, parse_tiers};
+use crate::tasks::model::{Model, Tier};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Public origin for links (`https://video.example.com`); unset uses the request's Host.
+    pub public_url: Option<String>,
+    pub link_ttl_secs: u64,
+    pub body_limit_bytes: usize,
+    pub cors_origins: Vec<String>,
+    pub relax_queue_limit: u64,
+    /// Slots kept free for pro; unset keeps one when the pool has at least two.
+    pub pro_reserved_slots: Option<u32>,
+    pub lease_ttl_secs: u64,
+    pub poll_interval_ms: u64,
+    pub progress_timeout_secs: u64,
+    pub transient_retries: u32,
+    pub sandbox: SandboxSection,
+    pub intake: IntakeSection,
+    pub accounts: Vec<AccountSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSection {
+    pub delay_ms: u64,
+    /// Concurrency of the default sandbox account.
+    pub slots: u32,
+    pub fail_rate: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeSection {
+    pub max_image_bytes: usize,
+    pub max_pixels: u64,
+    pub max_side: u32,
+    pub fetch_timeout_secs: u64,
+    /// Addresses that image fetches may reach despite the private-address policy (tests).
+    pub allow_fetch_ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSection {
+    pub id: String,
+    pub provider: String,
+    #[serde(default = "one")]
+    pub concurrency: u32,
+    #[serde(default)]
+    pub tiers: Option<Vec<String>>,
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default)]
+    pub credentials: serde_json::Value,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            public_url: None,
+            link_ttl_secs: 3600,
+            // Two base64 keyframes at the image limit, plus the rest of the body.
+            body_limit_bytes: 30 * 1024 * 1024,
+            cors_origins: vec!["*".into()],
+            relax_queue_limit: 10_000,
+            pro_reserved_slots: None,
+            lease_ttl_secs: 30,
+            poll_interval_ms: 1000,
+            progress_timeout_secs: 600,
+            transient_retries: 5,
+            sandbox: SandboxSection::default(),
+            intake: IntakeSection::default(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+impl Default for SandboxSection {
+    fn default() -> Self {
+        SandboxSection { delay_ms: 3000, slots: 4, fail_rate: 0.0 }
+    }
+}
+
+impl Default for IntakeSection {
+    fn default() -> Self {
+        IntakeSection {
+            max_image_bytes: 10 * 1024 * 1024,
+            max_pixels: 40_000_000,
+            max_side: 8192,
+            fetch_timeout_secs: 15,
+            allow_fetch_ips: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file (if any), then the environment; flags are applied by the caller.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        fn parse<T: FromStr>(name: &str, value: Option<String>, into: &mut T) -> anyhow::Result<()>
+        where
+            T::Err: std::fmt::Display,
+        {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                *into = v.parse().map_err(|e| anyhow::anyhow!("{name}={v}: {e}"))?;
+            }
+            Ok(())
+        }
+        parse("LUMAGATE_LISTEN", var("LUMAGATE_LISTEN"), &mut self.listen)?;
+        parse("LUMAGATE_DATA_DIR", var("LUMAGATE_DATA_DIR"), &mut self.data_dir)?;
+        if let Some(url) = var("LUMAGATE_PUBLIC_URL").filter(|v| !v.is_empty()) {
+            self.public_url = Some(url);
+        }
+        parse("LUMAGATE_LINK_TTL_SECS", var("LUMAGATE_LINK_TTL_SECS"), &mut self.link_ttl_secs)?;
+        parse("LUMAGATE_BODY_LIMIT_BYTES", var("LUMAGATE_BODY_LIMIT_BYTES"), &mut self.body_limit_bytes)?;
+        parse("LUMAGATE_RELAX_QUEUE_LIMIT", var("LUMAGATE_RELAX_QUEUE_LIMIT"), &mut self.relax_queue_limit)?;
+        if let Some(v) = var("LUMAGATE_PRO_RESERVED_SLOTS").filter(|v| !v.is_empty()) {
+            self.pro_reserved_slots = Some(v.parse().map_err(|e| anyhow::anyhow!("LUMAGATE_PRO_RESERVED_SLOTS={v}: {e}"))?);
+        }
+        parse("LUMAGATE_LEASE_TTL_SECS", var("LUMAGATE_LEASE_TTL_SECS"), &mut self.lease_ttl_secs)?;
+        parse("LUMAGATE_POLL_INTERVAL_MS", var("LUMAGATE_POLL_INTERVAL_MS"), &mut self.poll_interval_ms)?;
+        parse("LUMAGATE_PROGRESS_TIMEOUT_SECS", var("LUMAGATE_PROGRESS_TIMEOUT_SECS"), &mut self.progress_timeout_secs)?;
+        parse("LUMAGATE_SANDBOX_DELAY_MS", var("LUMAGATE_SANDBOX_DELAY_MS"), &mut self.sandbox.delay_ms)?;
+        parse("LUMAGATE_SANDBOX_SLOTS", var("LUMAGATE_SANDBOX_SLOTS"), &mut self.sandbox.slots)?;
+        parse("LUMAGATE_SANDBOX_FAIL_RATE", var("LUMAGATE_SANDBOX_FAIL_RATE"), &mut self.sandbox.fail_rate)?;
+        parse("LUMAGATE_MAX_IMAGE_BYTES", var("LUMAGATE_MAX_IMAGE_BYTES"), &mut self.intake.max_image_bytes)?;
+        if let Some(list) = var("LUMAGATE_ALLOW_FETCH_IPS").filter(|v| !v.is_empty()) {
+            self.intake.allow_fetch_ips = list
+                .split(',')
+                .map(|ip| ip.trim().parse().map_err(|e| anyhow::anyhow!("LUMAGATE_ALLOW_FETCH_IPS: `{ip}`: {e}")))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        Ok(())
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(0.0..=1.0).contains(&self.sandbox.fail_rate) {
+            bail!("sandbox fail_rate must be between 0 and 1, got {}", self.sandbox.fail_rate);
+        }
+        if self.lease_ttl_secs < 3 {
+            bail!("lease_ttl_secs must be at least 3");
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
+                bail!("public_url must be an http(s) origin without a trailing slash, got `{url}`");
+            }
+        }
+        self.accounts()?;
+        Ok(())
+    }
+
+    /// The configured accounts, or one sandbox account when none are configured.
+    pub fn accounts(&self) -> anyhow::Result<Vec<Account>> {
+        if self.accounts.is_empty() {
+            return Ok(vec![Account {
+                id: "sandbox".into(),
+                provider: crate::providers::sandbox::PROVIDER.into(),
+                concurrency: self.sandbox.slots.max(1),
+                tiers: Tier::ALL.to_vec(),
+                models: Model::ALL.to_vec(),
+                weight: 1,
+                enabled: true,
+                disabled_reason: None,
+                cooldown_until: None,
+                credentials: serde_json::Value::Null,
+            }]);
+        }
+        self.accounts
+            .iter()
+            .map(|a| {
+                let tiers = match &a.tiers {
+                    Some(t) => parse_tiers(&t.join(",")).map_err(|e| anyhow::anyhow!("account {}: {e}", a.id))?,
+                    None => Tier::ALL.to_vec(),
+                };
+                let models = match &a.models {
+                    Some(m) => parse_models(&m.join(",")).map_err(|e| anyhow::anyhow!("account {}: {e}", a.id))?,
+                    None => Model::ALL.to_vec(),
+                };
+                if a.concurrency == 0 {
+                    bail!("account {}: concurrency must be at least 1", a.id);
+                }
+                Ok(Account {
+                    id: a.id.clone(),
+                    provider: a.provider.clone(),
+                    concurrency: a.concurrency,
+                    tiers,
+                    models,
+                    weight: a.weight,
+                    enabled: true,
+                    disabled_reason: None,
+                    cooldown_until: None,
+                    credentials: a.credentials.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_defaults_and_bad_values_name_the_variable() {
+        let mut c = Config::default();
+        c.apply_env(|n| (n == "LUMAGATE_SANDBOX_SLOTS").then(|| "7".to_string())).unwrap();
+        assert_eq!(c.sandbox.slots, 7);
+        let err = c.apply_env(|n| (n == "LUMAGATE_LISTEN").then(|| "nope".to_string())).unwrap_err();
+        assert!(err.to_string().contains("LUMAGATE_LISTEN"));
+    }
+
+    #[test]
+    fn no_configured_accounts_means_one_sandbox_account_with_all_slots() {
+        let mut c = Config::default();
+        c.sandbox.slots = 3;
+        let accounts = c.accounts().unwrap();
+        assert_eq!(accounts.len(), 1);
+        assert_eq!(accounts[0].concurrency, 3);
+        assert_eq!(accounts[0].provider, "sandbox");
+    }
+
+    #[test]
+    fn a_config_file_with_accounts_parses() {
+        let c: Config = toml::from_str(
+            "relax_queue_limit = 5\n[[accounts]]\nid = \"a\"\nprovider = \"sandbox\"\nconcurrency = 2\ntiers = [\"pro\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.relax_queue_limit, 5);
+        assert_eq!(c.accounts().unwrap()[0].tiers, vec![Tier::Pro]);
+    }
+}

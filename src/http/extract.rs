@@ -1,0 +1,84 @@
+//! Extractors: the caller's key, the public origin for links, and a body whose
+//! rejections are API errors.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::keys::{hash_secret, ApiKey};
+
+/// The authenticated caller.
+pub struct Caller(pub ApiKey);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization header; send `Authorization: Bearer <key>`"))?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+        // The scheme is matched exactly (case-insensitively), never by stripping characters.
+        let secret = match value.get(..7) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => &value[7..],
+            _ => return Err(ApiError::unauthorized("the Authorization header must use the Bearer scheme")),
+        };
+        if secret.is_empty() {
+            return Err(ApiError::unauthorized("the Bearer key is empty"));
+        }
+        let key = state
+            .engine
+            .store()
+            .active_key_by_hash(&hash_secret(secret))
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?;
+        Ok(Caller(key))
+    }
+}
+
+/// Scheme and host that links in responses start with: the configured public URL, or
+/// the request's own `Host`, so links are always absolute.
+pub struct Origin(pub String);
+
+impl FromRequestParts<AppState> for Origin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(url) = &state.public_url {
+            return Ok(Origin(url.clone()));
+        }
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("localhost");
+        Ok(Origin(format!("http://{host}")))
+    }
+}
+
+/// The raw request body, with over-limit bodies answered as `413` naming the limit.
+pub struct Body(pub Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than the limit of {} bytes", state.body_limit),
+            )),
+            Err(e) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The HTTP layer: routing, extractors, wire types and errors. It knows axum and JSON,
+//! and nothing of SQL or upstream formats.
+
+mod error;
+mod extract;
+mod files;
+mod luma;
+mod ops;
+pub mod wire;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, Method};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::blobs::LocalBlobs;
+use crate::tasks::model::Tier;
+use crate::tasks::Engine;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    /// Configured public origin for links; `None` uses the request's `Host`.
+    pub public_url: Option<String>,
+    /// Validity of signed links in task objects and `download_video_url`.
+    pub link_ttl: Duration,
+    pub body_limit: usize,
+    pub ready: Arc<AtomicBool>,
+}
+
+/// HTTP settings that are not handler state.
+pub struct HttpConfig {
+    /// `*` or a list of allowed origins.
+    pub cors_origins: Vec<String>,
+    /// Set when blobs are local files that `/files` serves.
+    pub local_blobs: Option<Arc<LocalBlobs>>,
+}
+
+pub fn router(state: AppState, config: HttpConfig) -> Router {
+    let mut app = Router::new()
+        .nest("/luma", luma::routes(Tier::Relax))
+        .nest("/pro/luma", luma::routes(Tier::Pro))
+        .merge(ops::routes());
+    if let Some(blobs) = config.local_blobs {
+        app = app.merge(files::routes(blobs));
+    }
+    let request_id = HeaderName::from_static("x-request-id");
+    app.fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this path")
+        })
+        .layer(DefaultBodyLimit::max(state.body_limit))
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::internal("a handler panicked"))
+        }))
+        .layer(TraceLayer::new_for_http())
+        .layer(cors(&config.cors_origins))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Browsers call the API cross-origin with Bearer keys (never cookies).
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") || origins.is_empty() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS, Method::HEAD])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+        .expose_headers([HeaderName::from_static("x-request-id")])
+        .max_age(Duration::from_secs(3600))
+}

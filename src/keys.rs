@@ -1,0 +1,113 @@
+//! API keys: what a caller may do, and how a secret key maps to its stored hash.
+//!
+//! A key is shown once at creation; only its SHA-256 is stored, so a leaked database
+//! does not leak usable keys.
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::tasks::model::{Model, Tier};
+
+/// Prefix of every key, so they are recognisable in logs and secret scanners.
+pub const KEY_PREFIX: &str = "lg-";
+
+/// A stored key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub tiers: Vec<Tier>,
+    pub models: Vec<Model>,
+    /// Microseconds since the epoch.
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl ApiKey {
+    pub fn may_use_tier(&self, tier: Tier) -> bool {
+        self.tiers.contains(&tier)
+    }
+
+    pub fn may_use_model(&self, model: Model) -> bool {
+        self.models.contains(&model)
+    }
+}
+
+/// A freshly generated key: the secret (shown once) and the row to store.
+pub struct IssuedKey {
+    pub secret: String,
+    pub hash: String,
+    pub key: ApiKey,
+}
+
+/// Makes a new key with 160 bits of randomness.
+pub fn issue(name: &str, tiers: Vec<Tier>, models: Vec<Model>) -> IssuedKey {
+    let mut raw = [0u8; 20];
+    rand::thread_rng().fill_bytes(&mut raw);
+    let secret = format!("{KEY_PREFIX}{}", hex::encode(raw));
+    let hash = hash_secret(&secret);
+    let key = ApiKey {
+        id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        name: name.to_string(),
+        tiers,
+        models,
+        created_at: crate::tasks::model::now_micros(),
+        revoked_at: None,
+    };
+    IssuedKey { secret, hash, key }
+}
+
+/// The stored form of a secret key.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Parses a comma-separated tier list such as `relax,pro`.
+pub fn parse_tiers(list: &str) -> Result<Vec<Tier>, String> {
+    parse_list(list, Tier::parse, "tier", "relax, pro")
+}
+
+/// Parses a comma-separated model list such as `ray-v1,ray-v2`.
+pub fn parse_models(list: &str) -> Result<Vec<Model>, String> {
+    parse_list(list, Model::parse, "model", Model::ALLOWED)
+}
+
+fn parse_list<T: PartialEq>(
+    list: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+    allowed: &str,
+) -> Result<Vec<T>, String> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let v = parse(item).ok_or_else(|| format!("unknown {what} `{item}`; allowed: {allowed}"))?;
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("at least one {what} is required; allowed: {allowed}"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_keys_are_unique_and_hash_to_their_stored_form() {
+        let a = issue("a", vec![Tier::Relax], Model::ALL.to_vec());
+        let b = issue("b", vec![Tier::Relax], Model::ALL.to_vec());
+        assert_ne!(a.secret, b.secret);
+        assert!(a.secret.starts_with(KEY_PREFIX));
+        assert_eq!(hash_secret(&a.secret), a.hash);
+    }
+
+    #[test]
+    fn tier_lists_parse_and_refuse_unknown_names() {
+        assert_eq!(parse_tiers("relax, pro").unwrap(), vec![Tier::Relax, Tier::Pro]);
+        assert!(parse_tiers("gold").unwrap_err().contains("gold"));
+        assert!(parse_tiers("").is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! Persistence behind traits, so the embedded SQLite store and a PostgreSQL store
+//! are interchangeable. Only this module knows SQL.
+//!
+//! Every task transition is compare-and-set on the expected state and lease owner,
+//! so a terminal state is reached exactly once however many workers race.
+
+pub mod sqlite;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::accounts::Account;
+use crate::keys::ApiKey;
+use crate::tasks::model::{NewTask, Task, VideoRef};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The relax queue holds as many tasks as allowed.
+    #[error("the queue is full ({limit} tasks waiting)")]
+    QueueFull { limit: u64 },
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// API keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn insert_key(&self, key: &ApiKey, hash: &str) -> StoreResult<()>;
+    /// The key with this hash, unless revoked.
+    async fn active_key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>>;
+    async fn list_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// Revokes a key; false when no active key has this id.
+    async fn revoke_key(&self, id: &str) -> StoreResult<bool>;
+    async fn count_keys(&self) -> StoreResult<u64>;
+}
+
+/// Upstream accounts and their health.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Inserts or replaces the configuration of an account, keeping its health state.
+    async fn upsert_account(&self, account: &Account) -> StoreResult<()>;
+    async fn accounts(&self) -> StoreResult<Vec<Account>>;
+    async fn set_cooldown(&self, id: &str, until: i64) -> StoreResult<()>;
+    async fn set_enabled(&self, id: &str, enabled: bool, reason: Option<&str>) -> StoreResult<bool>;
+}
+
+/// Where a queued task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStanding {
+    /// Tasks that will be dispatched before this one.
+    pub ahead: u64,
+}
+
+/// Tasks, the queue and leases.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Persists a task and its queue entry in one transaction. Relax tasks are refused
+    /// with [`StoreError::QueueFull`] when `relax_limit` tasks already wait.
+    async fn insert_task(&self, task: &NewTask, relax_limit: u64) -> StoreResult<Task>;
+    async fn task(&self, id: Uuid) -> StoreResult<Option<Task>>;
+    /// A key's tasks, newest first.
+    async fn tasks_of_key(&self, key_id: &str, offset: u64, limit: u64) -> StoreResult<Vec<Task>>;
+    async fn queue_standing(&self, task: &Task) -> StoreResult<QueueStanding>;
+    /// Number of queued tasks per tier: (relax, pro).
+    async fn queue_depth(&self) -> StoreResult<(u64, u64)>;
+    /// Queued tasks in dispatch order (pro by age, then relax by fair round), with the
+    /// account each is pinned to, if any.
+    async fn dispatch_candidates(&self, limit: u64) -> StoreResult<Vec<(Task, Option<String>)>>;
+    /// Tasks holding a slot (claimed, submitting or processing) per account.
+    async fn in_flight(&self) -> StoreResult<HashMap<String, u32>>;
+    /// Hands a queued task to an account under a lease. False if someone else did first.
+    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64) -> StoreResult<bool>;
+    /// Takes over the lease of an unfinished task whose lease lapsed (or that this owner held).
+    async fn take_over(&self, id: Uuid, owner: &str, now: i64, lease_until: i64) -> StoreResult<bool>;
+    /// Unfinished tasks with an account whose lease has lapsed or belongs to `owner`.
+    async fn resumable(&self, owner: &str, now: i64) -> StoreResult<Vec<Task>>;
+    async fn renew_lease(&self, id: Uuid, owner: &str, lease_until: i64) -> StoreResult<bool>;
+    /// Gives up this owner's leases without finishing (shutdown): others may resume at once.
+    async fn drop_leases(&self, owner: &str) -> StoreResult<u64>;
+    /// Records that a submission is about to be made under this attempt id.
+    async fn record_attempt(&self, id: Uuid, owner: &str, attempt: &str) -> StoreResult<bool>;
+    /// The upstream accepted the task: pending → processing.
+    async fn mark_processing(&self, id: Uuid, owner: &str, upstream_id: &str, now: i64) -> StoreResult<bool>;
+    /// Raises progress (never lowers it) and notes when it last moved.
+    async fn record_progress(&self, id: Uuid, owner: &str, progress: u8, now: i64) -> StoreResult<bool>;
+    /// Puts a claimed task back in the queue (its account could not take it).
+    async fn requeue(&self, id: Uuid, owner: &str) -> StoreResult<bool>;
+    async fn complete(&self, id: Uuid, owner: &str, video: &VideoRef, now: i64) -> StoreResult<bool>;
+    /// Fails an unfinished task. `owner` None fails it whoever holds it (sweeper, shutdown).
+    async fn fail(&self, id: Uuid, owner: Option<&str>, reason: &str, now: i64) -> StoreResult<bool>;
+    /// Seconds from dispatch to finish of the most recent completed tasks.
+    async fn recent_run_seconds(&self, count: u64) -> StoreResult<Vec<f64>>;
+}
+
+/// Everything the engine needs from persistence.
+pub trait Store: KeyStore + AccountStore + TaskStore {}
+impl<T: KeyStore + AccountStore + TaskStore> Store for T {}

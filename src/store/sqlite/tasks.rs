@@ -1,0 +1,339 @@
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{db, SqliteStore};
+use crate::store::{QueueStanding, StoreError, StoreResult, TaskStore};
+use crate::tasks::model::{NewTask, State, Task, Tier, VideoRef};
+
+/// Unfinished and holding an account: the tasks that occupy a slot.
+const HOLDS_SLOT: &str = "state IN ('pending', 'processing') AND account_id IS NOT NULL";
+const QUEUED: &str = "state = 'pending' AND account_id IS NULL";
+
+#[async_trait]
+impl TaskStore for SqliteStore {
+    async fn insert_task(&self, t: &NewTask, relax_limit: u64) -> StoreResult<Task> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut round = 0i64;
+        if t.tier == Tier::Relax {
+            let waiting: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'relax'"))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+            if waiting as u64 >= relax_limit {
+                return Err(StoreError::QueueFull { limit: relax_limit });
+            }
+            // Start-time fair queueing: a key's next task goes one round after its
+            // previous queued task, and never before the round being served now.
+            let key_last: i64 = sqlx::query_scalar(&format!(
+                "SELECT COALESCE(MAX(fair_round), 0) FROM tasks WHERE {QUEUED} AND tier = 'relax' AND key_id = ?"
+            ))
+            .bind(&t.key_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            let current: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'relax_round'")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+            round = key_last.max(current) + 1;
+        }
+        sqlx::query(
+            "INSERT INTO tasks (id, key_id, tier, state, prompt, params, parent_id, pinned_account, fair_round, created_at)
+             VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(t.id.to_string())
+        .bind(&t.key_id)
+        .bind(t.tier.as_str())
+        .bind(&t.prompt)
+        .bind(serde_json::to_string(&t.params).map_err(db)?)
+        .bind(t.parent_id.map(|p| p.to_string()))
+        .bind(&t.pinned_account)
+        .bind(round)
+        .bind(t.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        drop(_writer);
+        self.task(t.id).await?.ok_or_else(|| db("inserted task vanished"))
+    }
+
+    async fn task(&self, id: Uuid) -> StoreResult<Option<Task>> {
+        let row = sqlx::query("SELECT * FROM tasks WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| task_from_row(&r)).transpose()
+    }
+
+    async fn tasks_of_key(&self, key_id: &str, offset: u64, limit: u64) -> StoreResult<Vec<Task>> {
+        let rows = sqlx::query("SELECT * FROM tasks WHERE key_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?")
+            .bind(key_id)
+            .bind(limit as i64)
+            .bind(offset as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn queue_standing(&self, task: &Task) -> StoreResult<QueueStanding> {
+        let (seq, round): (i64, i64) = sqlx::query_as("SELECT seq, fair_round FROM tasks WHERE id = ?")
+            .bind(task.id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let ahead: i64 = match task.tier {
+            Tier::Pro => sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'pro' AND seq < ?"))
+                .bind(seq)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?,
+            Tier::Relax => sqlx::query_scalar(&format!(
+                "SELECT (SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'pro')
+                      + (SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'relax'
+                         AND (fair_round < ?1 OR (fair_round = ?1 AND seq < ?2)))"
+            ))
+            .bind(round)
+            .bind(seq)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?,
+        };
+        Ok(QueueStanding { ahead: ahead as u64 })
+    }
+
+    async fn queue_depth(&self) -> StoreResult<(u64, u64)> {
+        let (relax, pro): (i64, i64) = sqlx::query_as(&format!(
+            "SELECT (SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'relax'),
+                    (SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'pro')"
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok((relax as u64, pro as u64))
+    }
+
+    async fn dispatch_candidates(&self, limit: u64) -> StoreResult<Vec<(Task, Option<String>)>> {
+        let mut out = Vec::new();
+        for sql in [
+            format!("SELECT * FROM tasks WHERE {QUEUED} AND tier = 'pro' ORDER BY seq LIMIT ?"),
+            format!("SELECT * FROM tasks WHERE {QUEUED} AND tier = 'relax' ORDER BY fair_round, seq LIMIT ?"),
+        ] {
+            let rows = sqlx::query(&sql).bind(limit as i64).fetch_all(&self.pool).await.map_err(db)?;
+            for r in &rows {
+                out.push((task_from_row(r)?, r.get("pinned_account")));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn in_flight(&self) -> StoreResult<HashMap<String, u32>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as(&format!("SELECT account_id, COUNT(*) FROM tasks WHERE {HOLDS_SLOT} GROUP BY account_id"))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(rows.into_iter().map(|(a, n)| (a, n as u32)).collect())
+    }
+
+    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64) -> StoreResult<bool> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let now = crate::tasks::model::now_micros();
+        let done = sqlx::query(&format!(
+            "UPDATE tasks SET account_id = ?, lease_owner = ?, lease_until = ?, dispatched_at = ?, last_progress_at = ?
+             WHERE id = ? AND {QUEUED}"
+        ))
+        .bind(account)
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 1 {
+            // The relax queue's served round advances with each relax dispatch.
+            sqlx::query(
+                "UPDATE meta SET value = MAX(value, (SELECT fair_round FROM tasks WHERE id = ? AND tier = 'relax'))
+                 WHERE name = 'relax_round' AND EXISTS (SELECT 1 FROM tasks WHERE id = ? AND tier = 'relax')",
+            )
+            .bind(id.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn take_over(&self, id: Uuid, owner: &str, now: i64, lease_until: i64) -> StoreResult<bool> {
+        self.update(
+            &format!(
+                "UPDATE tasks SET lease_owner = ?, lease_until = ?
+                 WHERE id = ? AND {HOLDS_SLOT} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
+            ),
+            |q| q.bind(owner).bind(lease_until).bind(id.to_string()).bind(now).bind(owner),
+        )
+        .await
+    }
+
+    async fn resumable(&self, owner: &str, now: i64) -> StoreResult<Vec<Task>> {
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM tasks WHERE {HOLDS_SLOT} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)
+             ORDER BY seq"
+        ))
+        .bind(now)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn renew_lease(&self, id: Uuid, owner: &str, lease_until: i64) -> StoreResult<bool> {
+        self.update(
+            &format!("UPDATE tasks SET lease_until = ? WHERE id = ? AND lease_owner = ? AND {HOLDS_SLOT}"),
+            |q| q.bind(lease_until).bind(id.to_string()).bind(owner),
+        )
+        .await
+    }
+
+    async fn drop_leases(&self, owner: &str) -> StoreResult<u64> {
+        let done = sqlx::query(&format!("UPDATE tasks SET lease_until = 0 WHERE lease_owner = ? AND {HOLDS_SLOT}"))
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn record_attempt(&self, id: Uuid, owner: &str, attempt: &str) -> StoreResult<bool> {
+        self.update(
+            "UPDATE tasks SET attempt = ? WHERE id = ? AND lease_owner = ? AND state = 'pending' AND account_id IS NOT NULL",
+            |q| q.bind(attempt).bind(id.to_string()).bind(owner),
+        )
+        .await
+    }
+
+    async fn mark_processing(&self, id: Uuid, owner: &str, upstream_id: &str, now: i64) -> StoreResult<bool> {
+        self.update(
+            "UPDATE tasks SET state = 'processing', upstream_id = ?, last_progress_at = ?
+             WHERE id = ? AND lease_owner = ? AND state = 'pending' AND account_id IS NOT NULL",
+            |q| q.bind(upstream_id).bind(now).bind(id.to_string()).bind(owner),
+        )
+        .await
+    }
+
+    async fn record_progress(&self, id: Uuid, owner: &str, progress: u8, now: i64) -> StoreResult<bool> {
+        self.update(
+            "UPDATE tasks SET progress = ?, last_progress_at = ?
+             WHERE id = ? AND lease_owner = ? AND state = 'processing' AND progress < ?",
+            |q| q.bind(progress as i64).bind(now).bind(id.to_string()).bind(owner).bind(progress as i64),
+        )
+        .await
+    }
+
+    async fn requeue(&self, id: Uuid, owner: &str) -> StoreResult<bool> {
+        self.update(
+            "UPDATE tasks SET account_id = NULL, attempt = NULL, upstream_id = NULL, lease_owner = NULL,
+               lease_until = NULL, dispatched_at = NULL, state = 'pending'
+             WHERE id = ? AND lease_owner = ? AND state IN ('pending', 'processing')",
+            |q| q.bind(id.to_string()).bind(owner),
+        )
+        .await
+    }
+
+    async fn complete(&self, id: Uuid, owner: &str, v: &VideoRef, now: i64) -> StoreResult<bool> {
+        self.update(
+            "UPDATE tasks SET state = 'completed', progress = 100, finished_at = ?, video_key = ?, thumbnail_key = ?,
+               width = ?, height = ?, duration_secs = ?, lease_owner = NULL, lease_until = NULL
+             WHERE id = ? AND lease_owner = ? AND state = 'processing'",
+            |q| {
+                q.bind(now)
+                    .bind(&v.video_key)
+                    .bind(&v.thumbnail_key)
+                    .bind(v.width as i64)
+                    .bind(v.height as i64)
+                    .bind(v.duration_secs)
+                    .bind(id.to_string())
+                    .bind(owner)
+            },
+        )
+        .await
+    }
+
+    async fn fail(&self, id: Uuid, owner: Option<&str>, reason: &str, now: i64) -> StoreResult<bool> {
+        self.update(
+            "UPDATE tasks SET state = 'failed', failure_reason = ?, finished_at = ?, lease_owner = NULL, lease_until = NULL
+             WHERE id = ? AND state IN ('pending', 'processing') AND (?4 IS NULL OR lease_owner = ?4)",
+            |q| q.bind(reason).bind(now).bind(id.to_string()).bind(owner),
+        )
+        .await
+    }
+
+    async fn recent_run_seconds(&self, count: u64) -> StoreResult<Vec<f64>> {
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "SELECT finished_at - dispatched_at FROM tasks WHERE state = 'completed' AND dispatched_at IS NOT NULL
+             ORDER BY finished_at DESC LIMIT ?",
+        )
+        .bind(count as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.into_iter().map(|(us,)| us as f64 / 1e6).collect())
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+impl SqliteStore {
+    /// Runs a compare-and-set update; true when exactly one row changed.
+    async fn update<'q>(&self, sql: &'q str, bind: impl FnOnce(Query<'q>) -> Query<'q>) -> StoreResult<bool> {
+        let done = bind(sqlx::query(sql)).execute(&self.pool).await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn task_from_row(r: &SqliteRow) -> StoreResult<Task> {
+    let parse_id = |s: &str| Uuid::parse_str(s).map_err(db);
+    let video = match r.get::<Option<String>, _>("video_key") {
+        Some(video_key) => Some(VideoRef {
+            video_key,
+            thumbnail_key: r.get::<Option<String>, _>("thumbnail_key").unwrap_or_default(),
+            width: r.get::<Option<i64>, _>("width").unwrap_or(0) as u32,
+            height: r.get::<Option<i64>, _>("height").unwrap_or(0) as u32,
+            duration_secs: r.get::<Option<f64>, _>("duration_secs").unwrap_or(0.0),
+        }),
+        None => None,
+    };
+    Ok(Task {
+        id: parse_id(r.get("id"))?,
+        key_id: r.get("key_id"),
+        tier: Tier::parse(r.get("tier")).ok_or_else(|| db("unknown tier in row"))?,
+        state: State::parse(r.get("state")).ok_or_else(|| db("unknown state in row"))?,
+        prompt: r.get("prompt"),
+        params: serde_json::from_str(r.get("params")).map_err(db)?,
+        parent_id: r.get::<Option<&str>, _>("parent_id").map(parse_id).transpose()?,
+        created_at: r.get("created_at"),
+        progress: r.get::<i64, _>("progress").clamp(0, 100) as u8,
+        failure_reason: r.get("failure_reason"),
+        video,
+        account_id: r.get("account_id"),
+        upstream_id: r.get("upstream_id"),
+        attempt: r.get("attempt"),
+        lease_owner: r.get("lease_owner"),
+        lease_until: r.get("lease_until"),
+        dispatched_at: r.get("dispatched_at"),
+        last_progress_at: r.get("last_progress_at"),
+    })
+}

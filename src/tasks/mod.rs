@@ -1,0 +1,144 @@
+//! The engine: validate → persist → enqueue → dispatch → poll → store.
+//!
+//! [`Engine`] is shared by the HTTP layer (the lifecycle operations in `service`) and
+//! the background loops (`scheduler` dispatches queued tasks, `worker` drives one
+//! dispatched task to its end). All coordination goes through the store, so a crash
+//! at any point leaves a state that the next start resumes from.
+
+pub mod model;
+pub mod request;
+mod scheduler;
+mod service;
+mod worker;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::accounts::Account;
+use crate::blobs::BlobStore;
+use crate::media::intake::{Fetcher, IntakeLimits};
+use crate::providers::Providers;
+use crate::store::Store;
+
+pub use service::{EngineError, TaskInfo};
+
+/// Tunables of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Most relax tasks that may wait at once; beyond it creates answer 429.
+    pub relax_queue_limit: u64,
+    /// Slots across the pool that relax tasks may not take, kept free for pro.
+    pub pro_reserved_slots: u32,
+    /// How long a claim holds without renewal.
+    pub lease_ttl: Duration,
+    /// How often a worker polls its upstream (and renews its lease).
+    pub poll_interval: Duration,
+    /// A running task fails when its upstream shows no progress for this long.
+    pub progress_timeout: Duration,
+    /// Retries of a transient upstream error before the task fails.
+    pub transient_retries: u32,
+    /// Used for estimates before any task has completed.
+    pub default_run_time: Duration,
+    pub intake: IntakeLimits,
+}
+
+/// The task engine, shared by the HTTP layer and the background loops.
+pub struct Engine {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) providers: Providers,
+    pub(crate) fetcher: Fetcher,
+    pub(crate) config: EngineConfig,
+    /// Lease owner name of this process's workers.
+    pub(crate) owner: String,
+    /// Wakes the dispatcher: a task was queued or a slot freed.
+    pub(crate) wake: Notify,
+    /// Tasks this process is driving now, so a task never gets two local workers.
+    pub(crate) running: Mutex<HashSet<uuid::Uuid>>,
+    /// The pool as last read by the dispatcher.
+    pub(crate) accounts: RwLock<Vec<Account>>,
+    /// Mean upstream run time of recent tasks, in milliseconds.
+    pub(crate) mean_run_ms: AtomicU64,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        providers: Providers,
+        config: EngineConfig,
+        owner: String,
+        allow_fetch_ips: Vec<std::net::IpAddr>,
+    ) -> Arc<Self> {
+        let fetcher = Fetcher::new(&config.intake, allow_fetch_ips);
+        let mean = config.default_run_time.as_millis() as u64;
+        Arc::new(Engine {
+            store,
+            blobs,
+            providers,
+            fetcher,
+            config,
+            owner,
+            wake: Notify::new(),
+            running: Mutex::new(HashSet::new()),
+            accounts: RwLock::new(Vec::new()),
+            mean_run_ms: AtomicU64::new(mean),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// Starts the dispatcher and the lease sweeper; resumes unfinished work at once.
+    pub async fn start(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        self.refresh_accounts().await?;
+        let engine = Arc::clone(self);
+        tokio::spawn(async move { engine.run_scheduler().await });
+        Ok(())
+    }
+
+    /// Stops taking work, stops local workers and hands their leases back so that the
+    /// next process (or another replica) resumes them without waiting for expiry.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        // Workers watch the token; give them a moment to reach a safe point.
+        for _ in 0..50 {
+            if self.running.lock().expect("running set").is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match self.store.drop_leases(&self.owner).await {
+            Ok(n) => tracing::info!(leases = n, "handed back leases"),
+            Err(e) => tracing::warn!(error = %e, "could not hand back leases"),
+        }
+    }
+
+    pub(crate) async fn refresh_accounts(&self) -> Result<Vec<Account>, crate::store::StoreError> {
+        let accounts = self.store.accounts().await?;
+        *self.accounts.write().expect("accounts lock") = accounts.clone();
+        Ok(accounts)
+    }
+
+    pub(crate) fn cached_accounts(&self) -> Vec<Account> {
+        self.accounts.read().expect("accounts lock").clone()
+    }
+
+    pub(crate) fn mean_run_time(&self) -> Duration {
+        Duration::from_millis(self.mean_run_ms.load(Ordering::Relaxed))
+    }
+}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! The task domain: tiers, states and the validated generation parameters.
+//!
+//! Every value here is already valid; the wire layer parses into these types
+//! ("parse, don't validate"), so the engine never re-checks strings.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Which queue a task waits in, fixed by the path it was created on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Queued fairly across keys; videos carry a visible watermark.
+    Relax,
+    /// No queue, reserved capacity, no watermark.
+    Pro,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 2] = [Tier::Relax, Tier::Pro];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Relax => "relax",
+            Tier::Pro => "pro",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether videos of this tier carry the visible watermark.
+    pub fn watermarked(self) -> bool {
+        self == Tier::Relax
+    }
+}
+
+/// The public lifecycle of a task. It only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Processing => "processing",
+            State::Completed => "completed",
+            State::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        [State::Pending, State::Processing, State::Completed, State::Failed]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, State::Completed | State::Failed)
+    }
+}
+
+/// Declares a closed set of wire strings as an enum with `as_str`, `parse` and `ALLOWED`.
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $wire:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $(#[serde(rename = $wire)] $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The allowed wire values, for error messages.
+            pub const ALLOWED: &'static str = concat_list!($($wire),+);
+            pub fn as_str(self) -> &'static str { match self { $($name::$variant => $wire),+ } }
+            pub fn parse(s: &str) -> Option<Self> { Self::ALL.iter().copied().find(|v| v.as_str() == s) }
+        }
+    };
+}
+
+macro_rules! concat_list {
+    ($first:literal $(, $rest:literal)*) => { concat!($first $(, ", ", $rest)*) };
+}
+
+wire_enum!(
+    /// Frame shape of the video.
+    AspectRatio { Square = "1:1", Wide = "16:9", Tall = "9:16", Classic = "4:3", ClassicTall = "3:4", Cinema = "21:9", CinemaTall = "9:21" }
+);
+
+impl AspectRatio {
+    /// The ratio as (width, height) parts.
+    pub fn parts(self) -> (u32, u32) {
+        let (w, h) = self.as_str().split_once(':').expect("wire values are W:H");
+        (w.parse().expect("digits"), h.parse().expect("digits"))
+    }
+}
+
+wire_enum!(
+    /// Short side of the frame.
+    Resolution { P720 = "720p", P1080 = "1080p" }
+);
+
+impl Resolution {
+    pub fn short_side(self) -> u32 {
+        match self {
+            Resolution::P720 => 720,
+            Resolution::P1080 => 1080,
+        }
+    }
+}
+
+wire_enum!(
+    /// Length of the generated segment.
+    ClipDuration { Five = "5s", Ten = "10s" }
+);
+
+impl ClipDuration {
+    pub fn seconds(self) -> u32 {
+        match self {
+            ClipDuration::Five => 5,
+            ClipDuration::Ten => 10,
+        }
+    }
+}
+
+wire_enum!(
+    /// The video model, by its reseller name (officially Ray 1.6, Ray 2, Ray 3).
+    Model { RayV1 = "ray-v1", RayV2 = "ray-v2", RayV3 = "ray-v3" }
+);
+
+/// Everything a task asks the upstream for, besides the prompt. Stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    pub model: Model,
+    pub aspect_ratio: AspectRatio,
+    pub resolution: Resolution,
+    pub duration: ClipDuration,
+    #[serde(rename = "loop")]
+    pub looped: bool,
+    pub expand_prompt: bool,
+    /// Blob key of the stored start keyframe.
+    pub start_image: Option<String>,
+    /// Blob key of the stored end keyframe.
+    pub end_image: Option<String>,
+    pub notify_hook: Option<String>,
+}
+
+/// The stored result of a completed task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoRef {
+    pub video_key: String,
+    pub thumbnail_key: String,
+    pub width: u32,
+    pub height: u32,
+    pub duration_secs: f64,
+}
+
+/// A task as stored. Engine-private fields (account, upstream id, lease) live here too;
+/// the wire layer decides what is public.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: Uuid,
+    pub key_id: String,
+    pub tier: Tier,
+    pub state: State,
+    pub prompt: String,
+    pub params: Params,
+    pub parent_id: Option<Uuid>,
+    /// Microseconds since the Unix epoch.
+    pub created_at: i64,
+    pub progress: u8,
+    pub failure_reason: Option<String>,
+    pub video: Option<VideoRef>,
+    pub account_id: Option<String>,
+    pub upstream_id: Option<String>,
+    pub attempt: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub dispatched_at: Option<i64>,
+    pub last_progress_at: Option<i64>,
+}
+
+impl Task {
+    /// Waiting in the queue: accepted, not yet given to an account.
+    pub fn is_queued(&self) -> bool {
+        self.state == State::Pending && self.account_id.is_none()
+    }
+}
+
+/// A task about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub id: Uuid,
+    pub key_id: String,
+    pub tier: Tier,
+    pub prompt: String,
+    pub params: Params,
+    pub parent_id: Option<Uuid>,
+    /// Extend tasks are pinned to the account that made their parent.
+    pub pinned_account: Option<String>,
+    pub created_at: i64,
+}
+
+/// Microseconds since the Unix epoch, the store's clock unit.
+pub fn now_micros() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.as_micros() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_values_round_trip_and_list_allowed_values() {
+        assert_eq!(AspectRatio::parse("21:9"), Some(AspectRatio::Cinema));
+        assert_eq!(AspectRatio::Cinema.parts(), (21, 9));
+        assert_eq!(AspectRatio::parse("2:1"), None);
+        assert_eq!(ClipDuration::ALLOWED, "5s, 10s");
+        assert_eq!(Model::ALLOWED, "ray-v1, ray-v2, ray-v3");
+        assert_eq!(Tier::parse("pro"), Some(Tier::Pro));
+    }
+}

@@ -1,0 +1,155 @@
+//! The dispatcher: hands queued tasks to free account slots, pro first, relax in fair
+//! rounds; and the sweeper: resumes tasks whose lease lapsed or that this process held
+//! before a restart.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::model::{now_micros, Task, Tier};
+use super::Engine;
+use crate::accounts::Account;
+
+/// Queued tasks looked at per dispatch pass (skipping ones whose pinned account is full).
+const CANDIDATES_PER_PASS: u64 = 64;
+/// Fallback wake-up, in case a notification is missed (another process queued a task).
+const TICK: Duration = Duration::from_millis(500);
+/// How often leases are swept for tasks to resume.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+impl Engine {
+    pub(crate) async fn run_scheduler(self: Arc<Self>) {
+        self.sweep().await;
+        let mut last_sweep = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            if let Err(e) = self.dispatch().await {
+                tracing::warn!(error = %e, "dispatch pass failed; retrying");
+            }
+            if last_sweep.elapsed() >= SWEEP_EVERY {
+                self.sweep().await;
+                last_sweep = tokio::time::Instant::now();
+            }
+        }
+    }
+
+    /// One dispatch pass: fill every free slot with the best waiting task.
+    pub(super) async fn dispatch(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        let accounts = self.refresh_accounts().await?;
+        let in_flight = self.store.in_flight().await?;
+        let now = now_micros();
+        let mut free: HashMap<&str, u32> = accounts
+            .iter()
+            .filter(|a| a.enabled && self.providers.get(&a.provider).is_some())
+            .map(|a| (a.id.as_str(), a.concurrency.saturating_sub(*in_flight.get(&a.id).unwrap_or(&0))))
+            .collect();
+        let mut total_free: u32 = free.values().sum();
+        if total_free == 0 {
+            return Ok(());
+        }
+        for (task, pinned) in self.store.dispatch_candidates(CANDIDATES_PER_PASS).await? {
+            if total_free == 0 {
+                break;
+            }
+            // Relax may not take the slots kept for pro.
+            if task.tier == Tier::Relax && total_free <= self.config.pro_reserved_slots {
+                continue;
+            }
+            if let Some(pinned) = &pinned {
+                if let Some(reason) = pinned_unusable(&accounts, pinned) {
+                    self.store.fail(task.id, None, &reason, now).await?;
+                    continue;
+                }
+            }
+            let Some(account) = choose_account(&accounts, &free, &task, pinned.as_deref(), now) else {
+                continue;
+            };
+            let lease_until = now + self.config.lease_ttl.as_micros() as i64;
+            if self.store.claim(task.id, &account, &self.owner, lease_until).await? {
+                tracing::info!(task.id = %task.id, account = %account, tier = task.tier.as_str(), "task dispatched");
+                *free.get_mut(account.as_str()).expect("chosen from free") -= 1;
+                total_free -= 1;
+                self.spawn_worker(task.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resumes unfinished tasks whose lease lapsed, or that this owner held before a restart.
+    pub(super) async fn sweep(self: &Arc<Self>) {
+        self.refresh_mean_run_time().await;
+        let now = now_micros();
+        let tasks = match self.store.resumable(&self.owner, now).await {
+            Ok(tasks) => tasks,
+            Err(e) => return tracing::warn!(error = %e, "lease sweep failed"),
+        };
+        for task in tasks {
+            if self.running.lock().expect("running set").contains(&task.id) {
+                continue;
+            }
+            let lease_until = now + self.config.lease_ttl.as_micros() as i64;
+            match self.store.take_over(task.id, &self.owner, now, lease_until).await {
+                Ok(true) => {
+                    tracing::info!(task.id = %task.id, "resuming task");
+                    self.spawn_worker(task.id);
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(task.id = %task.id, error = %e, "could not take over task"),
+            }
+        }
+    }
+
+    async fn refresh_mean_run_time(&self) {
+        if let Ok(runs) = self.store.recent_run_seconds(50).await {
+            if !runs.is_empty() {
+                let mean = runs.iter().sum::<f64>() / runs.len() as f64;
+                self.mean_run_ms.store((mean * 1000.0) as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Why a pinned account can never take the task, if it cannot.
+fn pinned_unusable(accounts: &[Account], pinned: &str) -> Option<String> {
+    match accounts.iter().find(|a| a.id == pinned) {
+        None => Some(format!("the upstream account `{pinned}` that made the parent video no longer exists")),
+        Some(a) if !a.enabled => Some(format!(
+            "the upstream account `{pinned}` that made the parent video is disabled ({})",
+            a.disabled_reason.as_deref().unwrap_or("by an operator")
+        )),
+        Some(_) => None,
+    }
+}
+
+/// The least busy account (by share of free slots) that may serve the task; ties are
+/// broken at random, weighted by the accounts' weights.
+fn choose_account(accounts: &[Account], free: &HashMap<&str, u32>, task: &Task, pinned: Option<&str>, now: i64) -> Option<String> {
+    let fits = |a: &&Account| {
+        pinned.is_none_or(|p| p == a.id)
+            && a.serves(task.tier, task.params.model, now)
+            && free.get(a.id.as_str()).is_some_and(|n| *n > 0)
+    };
+    let share = |a: &Account| free[a.id.as_str()] as f64 / a.concurrency.max(1) as f64;
+    let best = accounts.iter().filter(fits).map(share).fold(f64::NAN, f64::max);
+    let tied: Vec<&Account> = accounts.iter().filter(fits).filter(|a| share(a) == best).collect();
+    let total: u32 = tied.iter().map(|a| a.weight.max(1)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut pick = rand::thread_rng().gen_range(0..total);
+    for a in tied {
+        let w = a.weight.max(1);
+        if pick < w {
+            return Some(a.id.clone());
+        }
+        pick -= w;
+    }
+    None
+}

@@ -1,0 +1,226 @@
+//! The lifecycle operations the API offers: create, extend, read, list.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::model::{now_micros, NewTask, Params, State, Task, Tier, VideoRef};
+use super::request::GenerationRequest;
+use super::Engine;
+use crate::blobs::key;
+use crate::keys::ApiKey;
+use crate::media::intake;
+use crate::store::StoreError;
+
+/// Why an operation was refused; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no such task")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{message}")]
+    Busy { message: String, retry_after_secs: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        EngineError::Internal(e.to_string())
+    }
+}
+
+/// A task with where it stands in the queue, as the API shows it.
+#[derive(Debug, Clone)]
+pub struct TaskInfo {
+    pub task: Task,
+    /// Tasks ahead of it, while it waits in the queue.
+    pub queue_position: Option<u64>,
+    pub estimate_wait_seconds: Option<u64>,
+}
+
+impl Engine {
+    /// Validates, stores the keyframes and persists a new task; then wakes the dispatcher.
+    pub async fn create(self: &Arc<Self>, caller: &ApiKey, tier: Tier, req: GenerationRequest) -> Result<TaskInfo, EngineError> {
+        self.authorize(caller, tier, &req)?;
+        let id = Uuid::new_v4();
+        let start_image = self.keep_keyframe(id, "image_url", "start", req.image_url.as_deref()).await?;
+        let end_image = self.keep_keyframe(id, "image_end_url", "end", req.image_end_url.as_deref()).await?;
+        let task = new_task(id, caller, tier, &req, start_image, end_image, None, None);
+        self.persist(task).await
+    }
+
+    /// Creates a task that continues a completed task's video on the parent's account.
+    pub async fn extend(
+        self: &Arc<Self>,
+        caller: &ApiKey,
+        tier: Tier,
+        parent_id: Uuid,
+        mut req: GenerationRequest,
+    ) -> Result<TaskInfo, EngineError> {
+        let parent = self.owned_task(caller, parent_id).await?;
+        if parent.state != State::Completed {
+            return Err(EngineError::Conflict(format!(
+                "task {parent_id} is {}; only a completed task can be extended",
+                parent.state.as_str()
+            )));
+        }
+        // The parent's frame shape always wins: the video continues, it cannot change shape.
+        req.aspect_ratio = parent.params.aspect_ratio;
+        self.authorize(caller, tier, &req)?;
+        let id = Uuid::new_v4();
+        let end_image = self.keep_keyframe(id, "image_end_url", "end", req.image_end_url.as_deref()).await?;
+        let task = new_task(id, caller, tier, &req, None, end_image, Some(parent_id), parent.account_id.clone());
+        self.persist(task).await
+    }
+
+    /// One of the caller's tasks. Another key's task is indistinguishable from a missing one.
+    pub async fn get(&self, caller: &ApiKey, id: Uuid) -> Result<TaskInfo, EngineError> {
+        let task = self.owned_task(caller, id).await?;
+        self.info(task).await
+    }
+
+    /// The caller's tasks, newest first.
+    pub async fn list(&self, caller: &ApiKey, offset: u64, limit: u64) -> Result<Vec<TaskInfo>, EngineError> {
+        let tasks = self.store.tasks_of_key(&caller.id, offset, limit).await?;
+        let mut out = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            out.push(self.info(task).await?);
+        }
+        Ok(out)
+    }
+
+    /// The stored video of a completed task.
+    pub async fn video(&self, caller: &ApiKey, id: Uuid) -> Result<VideoRef, EngineError> {
+        let task = self.owned_task(caller, id).await?;
+        match (task.state, task.video) {
+            (State::Completed, Some(video)) => Ok(video),
+            (state, _) => Err(EngineError::Conflict(format!(
+                "task {id} is {}; the video link exists once it is completed",
+                state.as_str()
+            ))),
+        }
+    }
+
+    async fn owned_task(&self, caller: &ApiKey, id: Uuid) -> Result<Task, EngineError> {
+        match self.store.task(id).await? {
+            Some(task) if task.key_id == caller.id => Ok(task),
+            _ => Err(EngineError::NotFound),
+        }
+    }
+
+    fn authorize(&self, caller: &ApiKey, tier: Tier, req: &GenerationRequest) -> Result<(), EngineError> {
+        if !caller.may_use_tier(tier) {
+            return Err(EngineError::Forbidden(format!("this key may not use the {} tier", tier.as_str())));
+        }
+        if !caller.may_use_model(req.model) {
+            return Err(EngineError::Forbidden(format!("this key may not use the model {}", req.model.as_str())));
+        }
+        let servable = self.cached_accounts().iter().any(|a| {
+            a.enabled && a.tiers.contains(&tier) && a.models.contains(&req.model) && self.providers.get(&a.provider).is_some()
+        });
+        if !servable {
+            return Err(EngineError::Unavailable(format!(
+                "no upstream account can serve {} on the {} tier",
+                req.model.as_str(),
+                tier.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads, validates and stores one keyframe input; returns its blob key.
+    async fn keep_keyframe(&self, id: Uuid, field: &str, which: &str, input: Option<&str>) -> Result<Option<String>, EngineError> {
+        let Some(input) = input else { return Ok(None) };
+        let frame = intake::intake(field, input, &self.config.intake, &self.fetcher).await.map_err(|e| {
+            if e.is_too_large() {
+                EngineError::TooLarge(e.to_string())
+            } else {
+                EngineError::Invalid(e.to_string())
+            }
+        })?;
+        let blob = key::keyframe(id, which, frame.format.extension());
+        self.blobs
+            .put(&blob, Bytes::clone(&frame.bytes))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        Ok(Some(blob))
+    }
+
+    async fn persist(self: &Arc<Self>, task: NewTask) -> Result<TaskInfo, EngineError> {
+        let stored = self.store.insert_task(&task, self.config.relax_queue_limit).await.map_err(|e| match e {
+            StoreError::QueueFull { limit } => EngineError::Busy {
+                message: format!("the relax queue is full ({limit} tasks waiting); retry later or use the pro tier"),
+                retry_after_secs: self.mean_run_time().as_secs().max(1),
+            },
+            other => other.into(),
+        })?;
+        tracing::info!(task.id = %stored.id, tier = stored.tier.as_str(), "task accepted");
+        self.wake.notify_one();
+        self.info(stored).await
+    }
+
+    /// Adds queue standing and the wait estimate to a task.
+    pub(crate) async fn info(&self, task: Task) -> Result<TaskInfo, EngineError> {
+        if !task.is_queued() {
+            return Ok(TaskInfo { task, queue_position: None, estimate_wait_seconds: None });
+        }
+        let ahead = self.store.queue_standing(&task).await?.ahead;
+        let slots: u64 = self
+            .cached_accounts()
+            .iter()
+            .filter(|a| a.enabled && a.tiers.contains(&task.tier) && a.models.contains(&task.params.model))
+            .map(|a| a.concurrency as u64)
+            .sum::<u64>()
+            .max(1);
+        // Each full turn of the pool runs `slots` tasks in about one mean run time; the
+        // task itself starts after the turns of those ahead, and half a run on average
+        // remains of the turn in progress.
+        let run = self.mean_run_time().as_secs_f64();
+        let estimate = ((ahead / slots) as f64 + 0.5) * run;
+        Ok(TaskInfo { task, queue_position: Some(ahead + 1), estimate_wait_seconds: Some(estimate.ceil() as u64) })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_task(
+    id: Uuid,
+    caller: &ApiKey,
+    tier: Tier,
+    req: &GenerationRequest,
+    start_image: Option<String>,
+    end_image: Option<String>,
+    parent_id: Option<Uuid>,
+    pinned_account: Option<String>,
+) -> NewTask {
+    NewTask {
+        id,
+        key_id: caller.id.clone(),
+        tier,
+        prompt: req.prompt.clone(),
+        params: Params {
+            model: req.model,
+            aspect_ratio: req.aspect_ratio,
+            resolution: req.resolution,
+            duration: req.duration,
+            looped: req.looped,
+            expand_prompt: req.expand_prompt,
+            start_image,
+            end_image,
+            notify_hook: req.notify_hook.clone(),
+        },
+        parent_id,
+        pinned_account,
+        created_at: now_micros(),
+    }
+}

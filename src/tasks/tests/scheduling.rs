@@ -1,0 +1,170 @@
+use std::time::Duration;
+
+use super::{account, Harness, Script};
+use crate::store::{AccountStore, TaskStore};
+use crate::tasks::model::{now_micros, State, Tier};
+use crate::tasks::EngineError;
+
+#[tokio::test]
+async fn a_pro_task_overtakes_a_full_relax_queue_on_the_reserved_slot() {
+    let h = Harness::new(&[account("a", 2)], 1, 100).await;
+    let key = h.key("k").await;
+    let mut relax = Vec::new();
+    for _ in 0..10 {
+        relax.push(h.create(&key, Tier::Relax).await);
+    }
+    h.dispatch().await;
+    // One slot is kept for pro, so only one relax task runs.
+    assert_eq!(h.upstream.submissions().len(), 1);
+    let pro = h.create(&key, Tier::Pro).await;
+    h.dispatch().await;
+    assert_eq!(h.task(pro).await.state, State::Processing);
+    assert_eq!(h.upstream.submissions().last().unwrap().0, pro);
+    assert!(h.task(relax[1]).await.is_queued(), "the second relax task still waits");
+}
+
+#[tokio::test]
+async fn a_pro_task_goes_before_every_waiting_relax_task() {
+    let h = Harness::new(&[account("a", 1)], 0, 100).await;
+    let key = h.key("k").await;
+    let first = h.create(&key, Tier::Relax).await;
+    h.dispatch().await;
+    let waiting = h.create(&key, Tier::Relax).await;
+    let pro = h.create(&key, Tier::Pro).await;
+    assert_eq!(h.engine.get(&key, pro).await.unwrap().queue_position, Some(1));
+    assert_eq!(h.engine.get(&key, waiting).await.unwrap().queue_position, Some(2));
+    h.finish(first).await;
+    h.dispatch().await;
+    assert_eq!(h.task(pro).await.state, State::Processing);
+    assert!(h.task(waiting).await.is_queued());
+}
+
+#[tokio::test]
+async fn a_key_with_one_task_is_served_within_one_turn_of_a_key_with_five_hundred() {
+    let slots = 2;
+    let h = Harness::new(&[account("a", slots)], 0, 10_000).await;
+    let flood = h.key("flood").await;
+    let single = h.key("single").await;
+    for _ in 0..500 {
+        h.create(&flood, Tier::Relax).await;
+    }
+    let lone = h.create(&single, Tier::Relax).await;
+    let mut turns = 0;
+    while h.task(lone).await.is_queued() {
+        h.dispatch().await;
+        // Free every running task so the next pass has slots again.
+        for (task, _) in h.upstream.submissions() {
+            if h.task(task).await.state == State::Processing {
+                h.finish(task).await;
+            }
+        }
+        turns += 1;
+        assert!(turns <= 2, "the single key's task waited {turns} turns");
+    }
+    let order: Vec<_> = h.upstream.submissions().iter().map(|(t, _)| *t).collect();
+    let position = order.iter().position(|t| *t == lone).unwrap();
+    assert!(position <= slots as usize, "dispatched as number {} of {}", position + 1, order.len());
+}
+
+#[tokio::test]
+async fn a_full_relax_queue_refuses_with_a_retry_hint_but_pro_is_still_accepted() {
+    let h = Harness::new(&[account("a", 1)], 0, 2).await;
+    let key = h.key("k").await;
+    h.create(&key, Tier::Relax).await;
+    h.create(&key, Tier::Relax).await;
+    let req = crate::tasks::request::parse_generation(br#"{"user_prompt":"x"}"#, crate::tasks::request::RequestKind::Create).unwrap();
+    match h.engine.create(&key, Tier::Relax, req.clone()).await {
+        Err(EngineError::Busy { retry_after_secs, .. }) => assert!(retry_after_secs >= 1),
+        other => panic!("expected a full queue, got {other:?}"),
+    }
+    assert!(h.engine.create(&key, Tier::Pro, req).await.is_ok());
+    assert_eq!(h.store.queue_depth().await.unwrap(), (2, 1));
+}
+
+#[tokio::test]
+async fn a_rate_limited_account_cools_down_while_another_serves() {
+    let h = Harness::new(&[account("limited", 1), account("healthy", 1)], 0, 100).await;
+    h.upstream.script("limited", Script::RateLimit(Duration::from_secs(60)));
+    let key = h.key("k").await;
+    let a = h.create(&key, Tier::Relax).await;
+    let b = h.create(&key, Tier::Relax).await;
+    for _ in 0..4 {
+        h.dispatch().await;
+    }
+    let limited = h.store.accounts().await.unwrap().into_iter().find(|x| x.id == "limited").unwrap();
+    assert!(limited.cooldown_until.unwrap() > now_micros() + 50_000_000, "cooling down for about 60 s");
+    assert!(limited.enabled, "a rate limit does not disable the account");
+    // Every accepted submission went to the healthy account, and no task failed.
+    assert!(h.upstream.submissions().iter().all(|(_, acc)| acc == "healthy"));
+    for id in [a, b] {
+        assert_ne!(h.task(id).await.state, State::Failed);
+    }
+    let first = h.upstream.submissions()[0].0;
+    h.finish(first).await;
+    h.dispatch().await;
+    let second = if first == a { b } else { a };
+    let t = h.until(second, |t| t.state == State::Processing).await;
+    assert_eq!(t.account_id.as_deref(), Some("healthy"));
+}
+
+#[tokio::test]
+async fn an_account_that_fails_auth_is_disabled_and_its_task_finishes_elsewhere() {
+    let h = Harness::new(&[account("broken", 4), account("good", 1)], 0, 100).await;
+    h.upstream.script("broken", Script::AuthFailure);
+    let key = h.key("k").await;
+    // Only the broken account is open at first, so it is the one tried.
+    h.store.set_enabled("good", false, Some("not yet")).await.unwrap();
+    let task = h.create(&key, Tier::Relax).await;
+    h.dispatch().await;
+    h.until(task, |t| t.is_queued()).await;
+    h.store.set_enabled("good", true, None).await.unwrap();
+    h.dispatch().await;
+    let broken = h.store.accounts().await.unwrap().into_iter().find(|x| x.id == "broken").unwrap();
+    assert!(!broken.enabled);
+    assert_eq!(broken.disabled_reason.as_deref(), Some("401 invalid api key"));
+    let t = h.until(task, |t| t.state == State::Processing).await;
+    assert_eq!(t.account_id.as_deref(), Some("good"));
+    h.finish(task).await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_task_is_resumed_without_a_second_submission() {
+    let h = Harness::new(&[account("a", 1)], 0, 100).await;
+    let key = h.key("k").await;
+    let task = h.create(&key, Tier::Relax).await;
+    h.dispatch().await;
+    assert_eq!(h.task(task).await.state, State::Processing);
+    // The worker dies without handing its lease back.
+    h.engine.shutdown.cancel();
+    let dead_owner = h.task(task).await.lease_owner;
+    assert_eq!(dead_owner.as_deref(), Some("test-worker"));
+
+    let survivor = h.another_worker("survivor").await;
+    // Nothing is taken over while the dead worker's lease is still valid ...
+    survivor.sweep().await;
+    assert_eq!(h.task(task).await.lease_owner.as_deref(), Some("test-worker"));
+    // ... and once it lapses, the survivor resumes polling the same generation.
+    h.until(task, |t| t.lease_until.unwrap_or(0) < now_micros()).await;
+    survivor.sweep().await;
+    h.until(task, |t| t.lease_owner.as_deref() == Some("survivor")).await;
+    h.finish(task).await;
+    assert_eq!(h.upstream.submissions_of(task), 1, "submitted once, resumed by polling");
+}
+
+#[tokio::test]
+async fn extend_tasks_are_pinned_to_their_parents_account() {
+    let h = Harness::new(&[account("a", 1), account("b", 1)], 0, 100).await;
+    let key = h.key("k").await;
+    let parent = h.create(&key, Tier::Pro).await;
+    h.dispatch().await;
+    h.finish(parent).await;
+    let parent_account = h.task(parent).await.account_id.unwrap();
+    for _ in 0..4 {
+        let req = crate::tasks::request::parse_generation(b"{}", crate::tasks::request::RequestKind::Extend).unwrap();
+        let child = h.engine.extend(&key, Tier::Pro, parent, req).await.unwrap().task.id;
+        h.dispatch().await;
+        let t = h.until(child, |t| t.state == State::Processing).await;
+        assert_eq!(t.account_id.as_deref(), Some(parent_account.as_str()));
+        h.finish(child).await;
+    }
+}

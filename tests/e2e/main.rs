@@ -1,0 +1,16 @@
+//! End-to-end tests of lumagate: each test starts the real binary on its own data
+//! folder and talks to it over HTTP, as clients do (API.md §2–§5).
+//!
+//! Run with `cargo test --test e2e`.
+
+mod fixtures;
+mod harness;
+
+mod auth;
+mod create;
+mod extend;
+mod files;
+mod images;
+mod listing;
+mod restart;
+mod tasks;
