@@ -72,6 +72,9 @@ pub struct AccountSection {
     pub credentials: serde_json::Value,
 }
 
+/// Id of the sandbox account used when none are configured.
+pub const DEFAULT_SANDBOX_ACCOUNT: &str = "sandbox";
+
 fn one() -> u32 {
     1
 }
@@ -189,7 +192,7 @@ impl Config {
     pub fn accounts(&self) -> anyhow::Result<Vec<Account>> {
         if self.accounts.is_empty() {
             return Ok(vec![Account {
-                id: "sandbox".into(),
+                id: DEFAULT_SANDBOX_ACCOUNT.into(),
                 provider: crate::providers::sandbox::PROVIDER.into(),
                 concurrency: self.sandbox.slots.max(1),
                 tiers: Tier::ALL.to_vec(),

@@ -1,5 +1,6 @@
-//! The command line: `serve` and `keys`. It wires concrete types from the config.
+//! The command line: `serve`, `keys` and `accounts`. It wires concrete types from the config.
 
+mod accounts;
 mod keys;
 mod serve;
 
@@ -38,6 +39,11 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
     },
+    /// Manage upstream accounts.
+    Accounts {
+        #[command(subcommand)]
+        command: accounts::AccountsCommand,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -51,6 +57,7 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { listen, location, log_format } => runtime.block_on(serve::run(listen, location, &log_format)),
         Command::Keys { command } => runtime.block_on(keys::run(command)),
+        Command::Accounts { command } => runtime.block_on(accounts::run(command)),
     }
 }
 

@@ -11,7 +11,7 @@ use rand::RngCore;
 use super::Location;
 use crate::blobs::signing::LinkSigner;
 use crate::blobs::LocalBlobs;
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_SANDBOX_ACCOUNT};
 use crate::http::{router, AppState, HttpConfig};
 use crate::keys::issue;
 use crate::media::intake::IntakeLimits;
@@ -32,8 +32,13 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
         config.listen = listen;
     }
     let store = Arc::new(Location::open_store(&config).await?);
-    for account in config.accounts()? {
-        store.upsert_account(&account).await?;
+    // Configured accounts are (re)applied at each start; the default sandbox account only
+    // while the pool holds nothing else, so accounts added with `lumagate accounts` stand.
+    let others = store.accounts().await?.iter().any(|a| a.id != DEFAULT_SANDBOX_ACCOUNT);
+    if !config.accounts.is_empty() || !others {
+        for account in config.accounts()? {
+            store.upsert_account(&account).await?;
+        }
     }
     if store.count_keys().await? == 0 {
         let issued = issue("first", Tier::ALL.to_vec(), Model::ALL.to_vec());

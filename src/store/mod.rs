@@ -92,8 +92,8 @@ pub trait TaskStore: Send + Sync {
     async fn complete(&self, id: Uuid, owner: &str, video: &VideoRef, now: i64) -> StoreResult<bool>;
     /// Fails an unfinished task. `owner` None fails it whoever holds it (sweeper, shutdown).
     async fn fail(&self, id: Uuid, owner: Option<&str>, reason: &str, now: i64) -> StoreResult<bool>;
-    /// Seconds from dispatch to finish of the most recent completed tasks.
-    async fn recent_run_seconds(&self, count: u64) -> StoreResult<Vec<f64>>;
+    /// Finish times of the most recent completed tasks, newest first.
+    async fn recent_finishes(&self, count: u64) -> StoreResult<Vec<i64>>;
 }
 
 /// Everything the engine needs from persistence.

@@ -62,8 +62,9 @@ pub struct Engine {
     pub(crate) running: Mutex<HashSet<uuid::Uuid>>,
     /// The pool as last read by the dispatcher.
     pub(crate) accounts: RwLock<Vec<Account>>,
-    /// Mean upstream run time of recent tasks, in milliseconds.
-    pub(crate) mean_run_ms: AtomicU64,
+    /// Measured time between completions while the pool is busy, in microseconds; 0
+    /// until measured.
+    pub(crate) drain_interval_us: AtomicU64,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -77,7 +78,6 @@ impl Engine {
         allow_fetch_ips: Vec<std::net::IpAddr>,
     ) -> Arc<Self> {
         let fetcher = Fetcher::new(&config.intake, allow_fetch_ips);
-        let mean = config.default_run_time.as_millis() as u64;
         Arc::new(Engine {
             store,
             blobs,
@@ -88,7 +88,7 @@ impl Engine {
             wake: Notify::new(),
             running: Mutex::new(HashSet::new()),
             accounts: RwLock::new(Vec::new()),
-            mean_run_ms: AtomicU64::new(mean),
+            drain_interval_us: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
         })
     }
@@ -136,8 +136,16 @@ impl Engine {
         self.accounts.read().expect("accounts lock").clone()
     }
 
-    pub(crate) fn mean_run_time(&self) -> Duration {
-        Duration::from_millis(self.mean_run_ms.load(Ordering::Relaxed))
+    /// Expected wait for a task with `ahead` tasks before it on `slots` slots: from the
+    /// measured drain rate when the pool has been busy, else from the configured run time.
+    pub(crate) fn expected_wait(&self, ahead: u64, slots: u64) -> Duration {
+        let slots = slots.max(1);
+        let per_task = match self.drain_interval_us.load(Ordering::Relaxed) {
+            0 => self.config.default_run_time.as_secs_f64() / slots as f64,
+            us => us as f64 / 1e6,
+        };
+        // Those ahead drain first; then half a turn of the pool, on average, until a slot frees.
+        Duration::from_secs_f64((ahead as f64 + slots as f64 / 2.0) * per_task)
     }
 }
 #[cfg(test)]

@@ -19,6 +19,10 @@ const CANDIDATES_PER_PASS: u64 = 64;
 const TICK: Duration = Duration::from_millis(500);
 /// How often leases are swept for tasks to resume.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
+/// Completions that the drain rate is measured over.
+const RATE_SAMPLE: u64 = 200;
+/// Completions older than this say nothing about the current drain rate.
+const RATE_WINDOW_MICROS: i64 = 120_000_000;
 
 impl Engine {
     pub(crate) async fn run_scheduler(self: Arc<Self>) {
@@ -54,7 +58,8 @@ impl Engine {
         if total_free == 0 {
             return Ok(());
         }
-        for (task, pinned) in self.store.dispatch_candidates(CANDIDATES_PER_PASS).await? {
+        let wanted = (total_free as u64 * 4).min(CANDIDATES_PER_PASS);
+        for (task, pinned) in self.store.dispatch_candidates(wanted).await? {
             if total_free == 0 {
                 break;
             }
@@ -84,7 +89,7 @@ impl Engine {
 
     /// Resumes unfinished tasks whose lease lapsed, or that this owner held before a restart.
     pub(super) async fn sweep(self: &Arc<Self>) {
-        self.refresh_mean_run_time().await;
+        self.refresh_drain_rate().await;
         let now = now_micros();
         let tasks = match self.store.resumable(&self.owner, now).await {
             Ok(tasks) => tasks,
@@ -106,11 +111,17 @@ impl Engine {
         }
     }
 
-    async fn refresh_mean_run_time(&self) {
-        if let Ok(runs) = self.store.recent_run_seconds(50).await {
-            if !runs.is_empty() {
-                let mean = runs.iter().sum::<f64>() / runs.len() as f64;
-                self.mean_run_ms.store((mean * 1000.0) as u64, Ordering::Relaxed);
+    /// Measures how fast the pool drains: the mean time between recent completions.
+    async fn refresh_drain_rate(&self) {
+        if let Ok(finishes) = self.store.recent_finishes(RATE_SAMPLE).await {
+            // Newest first; only a busy recent window says how fast the queue moves.
+            if let (Some(newest), Some(oldest)) = (finishes.first(), finishes.last()) {
+                let span = (newest - oldest) as f64 / 1e6;
+                let fresh = now_micros() - newest < RATE_WINDOW_MICROS;
+                if finishes.len() >= 8 && span > 0.0 && fresh {
+                    let per_task = span / (finishes.len() - 1) as f64;
+                    self.drain_interval_us.store((per_task * 1e6) as u64, Ordering::Relaxed);
+                }
             }
         }
     }

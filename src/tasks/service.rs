@@ -161,7 +161,7 @@ impl Engine {
         let stored = self.store.insert_task(&task, self.config.relax_queue_limit).await.map_err(|e| match e {
             StoreError::QueueFull { limit } => EngineError::Busy {
                 message: format!("the relax queue is full ({limit} tasks waiting); retry later or use the pro tier"),
-                retry_after_secs: self.mean_run_time().as_secs().max(1),
+                retry_after_secs: self.expected_wait(0, 1).as_secs().clamp(1, 60),
             },
             other => other.into(),
         })?;
@@ -181,13 +181,14 @@ impl Engine {
             .iter()
             .filter(|a| a.enabled && a.tiers.contains(&task.tier) && a.models.contains(&task.params.model))
             .map(|a| a.concurrency as u64)
-            .sum::<u64>()
-            .max(1);
-        // Each full turn of the pool runs `slots` tasks in about one mean run time; the
-        // task itself starts after the turns of those ahead, and half a run on average
-        // remains of the turn in progress.
-        let run = self.mean_run_time().as_secs_f64();
-        let estimate = ((ahead / slots) as f64 + 0.5) * run;
+            .sum::<u64>();
+        // Relax work never runs on the slots kept for pro.
+        let slots = match task.tier {
+            Tier::Relax => slots.saturating_sub(self.config.pro_reserved_slots as u64),
+            Tier::Pro => slots,
+        }
+        .max(1);
+        let estimate = self.expected_wait(ahead, slots).as_secs_f64();
         Ok(TaskInfo { task, queue_position: Some(ahead + 1), estimate_wait_seconds: Some(estimate.ceil() as u64) })
     }
 }

@@ -94,10 +94,15 @@ impl Engine {
         let mut progress = task.progress;
         let mut last_progress = task.last_progress_at.unwrap_or_else(now_micros);
         let mut retries = 0;
+        let mut lease_until = task.lease_until.unwrap_or(0);
         loop {
-            let lease_until = now_micros() + self.config.lease_ttl.as_micros() as i64;
-            if !self.store.renew_lease(id, &self.owner, lease_until).await? {
-                return Ok(Stop::LetGo);
+            // Renew once a third of the lease is used, not on every poll: fewer writes.
+            let ttl = self.config.lease_ttl.as_micros() as i64;
+            if lease_until - now_micros() < ttl * 2 / 3 {
+                lease_until = now_micros() + ttl;
+                if !self.store.renew_lease(id, &self.owner, lease_until).await? {
+                    return Ok(Stop::LetGo);
+                }
             }
             match provider.poll(account, job, &upstream_id).await {
                 Ok(UpstreamStatus::Running { progress: p }) => {

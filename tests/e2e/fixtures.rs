@@ -3,6 +3,8 @@
 
 use std::io::Cursor;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -171,34 +173,62 @@ pub fn with_param(link: &str, name: &str, value: Option<&str>) -> String {
     format!("{base}?{}", parts.join("&"))
 }
 
-/// Serves fixed files over HTTP on `ip` (port chosen by the OS), on the current runtime.
-/// Each route is `(path, content type, body)`; `redirect` routes answer 302 to a URL.
-pub async fn serve_files(ip: &str, files: Vec<(&'static str, &'static str, Vec<u8>)>, redirects: Vec<(&'static str, String)>) -> SocketAddr {
+/// A tiny HTTP server for image fetches, on the current runtime.
+pub struct FileServer {
+    pub addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+}
+
+impl FileServer {
+    /// `http://ADDR/path`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// How many requests reached this server.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves fixed files on `ip` (port chosen by the OS). Each file is `(path, content
+/// type, body)`; each redirect `(path, location)` answers 302. Other paths answer 404.
+pub async fn serve_files(ip: &str, files: Vec<(&'static str, &'static str, Vec<u8>)>, redirects: Vec<(&'static str, String)>) -> FileServer {
     use axum::http::header;
     use axum::response::IntoResponse;
+    let hits = Arc::new(AtomicUsize::new(0));
     let mut router = axum::Router::new();
     for (path, mime, body) in files {
+        let hits = hits.clone();
         router = router.route(
             path,
             axum::routing::get(move || {
+                hits.fetch_add(1, Ordering::SeqCst);
                 let body = body.clone();
                 async move { ([(header::CONTENT_TYPE, mime)], body).into_response() }
             }),
         );
     }
     for (path, to) in redirects {
+        let hits = hits.clone();
         router = router.route(
             path,
             axum::routing::get(move || {
+                hits.fetch_add(1, Ordering::SeqCst);
                 let to = to.clone();
                 async move { (axum::http::StatusCode::FOUND, [(header::LOCATION, to)]).into_response() }
             }),
         );
     }
+    let counted = hits.clone();
+    router = router.fallback(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { axum::http::StatusCode::NOT_FOUND }
+    });
     let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.unwrap_or_else(|e| panic!("bind {ip}:0: {e}"));
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.expect("test file server") });
-    addr
+    FileServer { addr, hits }
 }
 
 #[test]

@@ -5,8 +5,7 @@
 //! fails while the app is alive (on drop during a panic).
 
 use std::future::Future;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -61,10 +60,6 @@ impl App {
         app.key = app.create_key("e2e", "relax,pro", None).await;
         app.launch().await;
         app
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
     }
 
     fn log_path(&self) -> PathBuf {
@@ -394,13 +389,6 @@ pub fn prompt(text: &str) -> Value {
 /// The `id` of a task object.
 pub fn id_of(task: &Value) -> String {
     task["id"].as_str().unwrap_or_else(|| panic!("no id in {task}")).to_string()
-}
-
-/// Reads all of a file, for small fixtures.
-pub fn read_all(path: &Path) -> Vec<u8> {
-    let mut v = Vec::new();
-    std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut v)).expect("read");
-    v
 }
 
 /// Runs `f` until it returns `Some`, every 100 ms, for at most `within`.

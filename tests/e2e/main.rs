@@ -7,6 +7,7 @@ mod fixtures;
 mod harness;
 
 mod auth;
+mod concurrency;
 mod create;
 mod extend;
 mod files;

@@ -1,7 +1,9 @@
 //! The embedded store: one SQLite file in WAL mode in the data folder.
 //!
-//! SQLite allows one writer at a time; multi-statement write transactions take an
-//! in-process lock first so they never fail on a lock upgrade.
+//! SQLite allows one writer at a time. Multi-statement write transactions begin with
+//! `BEGIN IMMEDIATE` (a read-then-write transaction that started deferred would fail
+//! with SQLITE_BUSY_SNAPSHOT when another write lands in between) and take an
+//! in-process lock first, so they queue here instead of spinning on the busy timeout.
 
 mod accounts;
 mod keys;

@@ -17,7 +17,7 @@ const QUEUED: &str = "state = 'pending' AND account_id IS NULL";
 impl TaskStore for SqliteStore {
     async fn insert_task(&self, t: &NewTask, relax_limit: u64) -> StoreResult<Task> {
         let _writer = self.writer.lock().await;
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let mut round = 0i64;
         if t.tier == Tier::Relax {
             let waiting: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'relax'"))
@@ -145,7 +145,7 @@ impl TaskStore for SqliteStore {
 
     async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64) -> StoreResult<bool> {
         let _writer = self.writer.lock().await;
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let now = crate::tasks::model::now_micros();
         let done = sqlx::query(&format!(
             "UPDATE tasks SET account_id = ?, lease_owner = ?, lease_until = ?, dispatched_at = ?, last_progress_at = ?
@@ -281,16 +281,12 @@ impl TaskStore for SqliteStore {
         .await
     }
 
-    async fn recent_run_seconds(&self, count: u64) -> StoreResult<Vec<f64>> {
-        let rows: Vec<(i64,)> = sqlx::query_as(
-            "SELECT finished_at - dispatched_at FROM tasks WHERE state = 'completed' AND dispatched_at IS NOT NULL
-             ORDER BY finished_at DESC LIMIT ?",
-        )
-        .bind(count as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(rows.into_iter().map(|(us,)| us as f64 / 1e6).collect())
+    async fn recent_finishes(&self, count: u64) -> StoreResult<Vec<i64>> {
+        sqlx::query_scalar("SELECT finished_at FROM tasks WHERE state = 'completed' ORDER BY finished_at DESC LIMIT ?")
+            .bind(count as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
     }
 }
 
