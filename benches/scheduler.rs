@@ -86,18 +86,7 @@ async fn main() {
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).await.unwrap());
     for i in 0..ACCOUNTS {
         store
-            .upsert_account(&Account {
-                id: format!("acct-{i}"),
-                provider: "clocked".into(),
-                concurrency: SLOTS_PER_ACCOUNT,
-                tiers: Tier::ALL.to_vec(),
-                models: Model::ALL.to_vec(),
-                weight: 1,
-                enabled: true,
-                disabled_reason: None,
-                cooldown_until: None,
-                credentials: serde_json::Value::Null,
-            })
+            .upsert_account(&Account::new(&format!("acct-{i}"), "clocked", SLOTS_PER_ACCOUNT))
             .await
             .unwrap();
     }

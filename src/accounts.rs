@@ -26,6 +26,22 @@ pub struct Account {
 }
 
 impl Account {
+    /// An enabled account serving every tier and model, with weight 1 and no credentials.
+    pub fn new(id: &str, provider: &str, concurrency: u32) -> Account {
+        Account {
+            id: id.to_string(),
+            provider: provider.to_string(),
+            concurrency,
+            tiers: Tier::ALL.to_vec(),
+            models: Model::ALL.to_vec(),
+            weight: 1,
+            enabled: true,
+            disabled_reason: None,
+            cooldown_until: None,
+            credentials: serde_json::Value::Null,
+        }
+    }
+
     /// Whether this account may take a new task of this tier and model now.
     pub fn serves(&self, tier: Tier, model: Model, now: i64) -> bool {
         self.enabled

@@ -191,18 +191,7 @@ impl Config {
     /// The configured accounts, or one sandbox account when none are configured.
     pub fn accounts(&self) -> anyhow::Result<Vec<Account>> {
         if self.accounts.is_empty() {
-            return Ok(vec![Account {
-                id: DEFAULT_SANDBOX_ACCOUNT.into(),
-                provider: crate::providers::sandbox::PROVIDER.into(),
-                concurrency: self.sandbox.slots.max(1),
-                tiers: Tier::ALL.to_vec(),
-                models: Model::ALL.to_vec(),
-                weight: 1,
-                enabled: true,
-                disabled_reason: None,
-                cooldown_until: None,
-                credentials: serde_json::Value::Null,
-            }]);
+            return Ok(vec![Account::new(DEFAULT_SANDBOX_ACCOUNT, crate::providers::sandbox::PROVIDER, self.sandbox.slots.max(1))]);
         }
         self.accounts
             .iter()

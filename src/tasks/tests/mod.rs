@@ -92,18 +92,7 @@ pub struct Harness {
 }
 
 pub fn account(id: &str, concurrency: u32) -> Account {
-    Account {
-        id: id.into(),
-        provider: "scripted".into(),
-        concurrency,
-        tiers: Tier::ALL.to_vec(),
-        models: Model::ALL.to_vec(),
-        weight: 1,
-        enabled: true,
-        disabled_reason: None,
-        cooldown_until: None,
-        credentials: serde_json::Value::Null,
-    }
+    Account::new(id, "scripted", concurrency)
 }
 
 impl Harness {
