@@ -103,6 +103,9 @@ async fn every_allowed_value_is_accepted_and_echoed() {
     let longest = "é".repeat(5000);
     bodies.push((json!({"user_prompt": longest}), "prompt", json!(longest)));
     bodies.push((json!({"user_prompt": "x", "notify_hook": "https://hooks.example.com/luma"}), "state", json!("pending")));
+    // Any text is kept exactly: quotes, newlines, a NUL, emoji, right-to-left text.
+    let odd = "a \"Tesla\"\n\tspeeding 🚗 \u{0} مرحبا <script>alert(1)</script> '; DROP TABLE tasks; --";
+    bodies.push((json!({"user_prompt": odd}), "prompt", json!(odd)));
     for (body, field, expected) in bodies {
         let task = app.create_pro(body.clone()).await;
         assert_eq!(task[field], expected, "creating {body} should show {field} = {expected}: {task:#}");
@@ -150,6 +153,7 @@ async fn invalid_values_answer_400_naming_the_field_and_the_allowed_values() {
         ("null", "json object"),
         ("", "json"),
         ("   ", "json"),
+        ("{\"user_prompt\": \"x\"} trailing", "json"),
     ];
     for (body, needle) in raw {
         let r = app
@@ -161,6 +165,20 @@ async fn invalid_values_answer_400_naming_the_field_and_the_allowed_values() {
             .go()
             .await;
         assert_error(&r, 400, &[needle]);
+    }
+    // Hostile bodies: deep nesting and bytes that are not UTF-8.
+    let deep = format!("{{\"user_prompt\": \"x\", \"extra\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let not_utf8: Vec<u8> = b"{\"user_prompt\": \"\xff\xfe\"}".to_vec();
+    for body in [deep.into_bytes(), not_utf8] {
+        let r = app
+            .http
+            .post(app.url("/luma/generations"))
+            .header("authorization", format!("Bearer {}", app.key.secret))
+            .header("content-type", "application/json")
+            .body(body)
+            .go()
+            .await;
+        assert_error(&r, 400, &[]);
     }
     // Without a content type at all, an empty body is still a 400, not a 415 or a 500.
     let r = app.http.post(app.url("/luma/generations")).header("authorization", format!("Bearer {}", app.key.secret)).go().await;

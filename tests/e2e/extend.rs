@@ -64,6 +64,19 @@ async fn extend_continues_a_completed_video_in_the_parents_shape() {
     assert!(c >= p + 4.5, "the extended video is the parent's footage plus a 5 s segment: parent {p} s, child {c} s");
     assert!(child_video.body.len() > parent_video.body.len(), "the longer video should be larger");
 
+    // A continued video can be continued again, here with an end frame.
+    let r = app
+        .post(&format!("/luma/generations/{cid}/extend"), &json!({"image_end_url": image}))
+        .go()
+        .await;
+    assert_eq!(r.status, 200, "extend of an extended task: {}", r.text());
+    let grandchild = app.wait_completed(&id_of(&r.json())).await;
+    assert_eq!(grandchild["parent_id"], json!(cid));
+    assert_eq!(grandchild["tier"], "relax");
+    assert_eq!(grandchild["prompt"], "", "an extend needs no prompt");
+    let g = mp4_duration_secs(&app.fetch(video_url(&grandchild)).await.body);
+    assert!(g >= c + 4.5, "the second extension adds a 5 s segment: child {c} s, grandchild {g} s");
+
     // The parent is untouched.
     let again = app.task(&pid).await;
     assert_eq!(again["state"], "completed");

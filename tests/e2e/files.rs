@@ -37,6 +37,18 @@ async fn video_links_serve_the_files_with_the_right_headers_and_refuse_tampering
     let download = body["url"].as_str().expect("url").to_string();
     assert!(download.starts_with(&format!("{}/files/", app.origin())), "absolute link: {download}");
 
+    // Links are valid for an hour by default, and freshly signed on every read.
+    for l in [download.as_str(), link(&task, "url"), link(&task, "download_url"), link(&task, "thumbnail")] {
+        let exp: i64 = query_param(l, "exp").expect("exp").parse().expect("exp is a number");
+        let left = exp - now_secs();
+        assert!((3500..=3600).contains(&left), "links are valid for 3600 s by default, this one for {left} s: {l}");
+    }
+    // Without a configured public URL, links are built from the request's Host.
+    let via_proxy = app.get(&format!("/luma/generations/{id}")).header("host", "gw.example:9000").go().await.json();
+    assert!(link(&via_proxy, "url").starts_with("http://gw.example:9000/files/"), "{via_proxy:#}");
+    let via_proxy = app.get(&format!("/luma/generations/{id}/download_video_url")).header("host", "gw.example:9000").go().await.json();
+    assert!(via_proxy["url"].as_str().unwrap().starts_with("http://gw.example:9000/files/"), "{via_proxy}");
+
     // download_video_url and video.download_url: attachments.
     for url in [download.as_str(), link(&task, "download_url")] {
         let r = app.fetch(url).await;
@@ -94,6 +106,12 @@ async fn video_links_serve_the_files_with_the_right_headers_and_refuse_tampering
     }
     let plain = view.split('?').next().unwrap();
     assert_error(&app.fetch(plain).await, 403, &[]);
+    // Nothing outside the blobs can be reached, signed or not.
+    let query = view.split_once('?').unwrap().1;
+    for path in ["/files/signing.key", "/files/../signing.key", "/files/..%2Fsigning.key", "/files/videos/..%2F..%2Flumagate.db", "/files/lumagate.db"] {
+        let r = app.fetch(&format!("{}{path}?{query}", app.origin())).await;
+        assert!(matches!(r.status, 403 | 404), "{path} must answer 403 or 404, got {}: {:.200}", r.status, r.text());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

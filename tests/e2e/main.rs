@@ -3,6 +3,7 @@
 //!
 //! Run with `cargo test --test e2e`.
 
+mod client;
 mod fixtures;
 mod harness;
 

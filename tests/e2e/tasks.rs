@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::fixtures::mp4_duration_secs;
-use crate::harness::{assert_error, id_of, is_terminal, prompt, App, Go, COMPLETION};
+use crate::harness::{assert_error, eventually, id_of, is_terminal, prompt, App, Go, COMPLETION};
 
 fn rank(state: &str) -> u8 {
     match state {
@@ -19,11 +19,13 @@ fn rank(state: &str) -> u8 {
 
 /// Polls a task every 100 ms until it ends, checking on every read that the state only
 /// moves forward, that progress stays within 0–100 and never decreases, and that a task
-/// out of the queue shows no queue position. Returns the states seen, in order.
-async fn follow_to_the_end(app: &App, id: &str) -> (Vec<String>, Value) {
+/// out of the queue shows no queue position. `created` is the create answer, the first
+/// observation. Returns the states seen, in order, and the final task.
+async fn follow_to_the_end(app: &App, created: &Value) -> (Vec<String>, Value) {
+    let id = &id_of(created);
     let deadline = Instant::now() + COMPLETION;
-    let mut states: Vec<String> = Vec::new();
-    let mut progress = 0u64;
+    let mut states: Vec<String> = vec![created["state"].as_str().expect("state").to_string()];
+    let mut progress = created["progress"].as_u64().expect("progress");
     loop {
         let t = app.task(id).await;
         let state = t["state"].as_str().expect("state").to_string();
@@ -55,8 +57,7 @@ async fn a_task_moves_from_pending_through_processing_to_completed() {
     let created = app.create(prompt("a Tesla speeding along a highway")).await;
     assert_eq!(created["state"], "pending");
     let id = id_of(&created);
-    let (states, done) = follow_to_the_end(&app, &id).await;
-    assert_eq!(states.first().map(String::as_str), Some("pending"), "{states:?}");
+    let (states, done) = follow_to_the_end(&app, &created).await;
     assert!(states.iter().any(|s| s == "processing"), "processing should be observable for 1.5 s: {states:?}");
     assert_eq!(done["state"], "completed", "{done:#}");
 
@@ -116,8 +117,9 @@ async fn tasks_are_readable_under_either_prefix_whatever_their_tier() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_tasks_carry_a_reason_and_refuse_links_and_extends() {
     let app = App::start(&[("LUMAGATE_SANDBOX_DELAY_MS", "2000"), ("LUMAGATE_SANDBOX_FAIL_RATE", "1.0")]).await;
-    let relax = id_of(&app.create(prompt("something the filter dislikes")).await);
-    let pro = id_of(&app.create_pro(prompt("something else it dislikes")).await);
+    let relax_task = app.create(prompt("something the filter dislikes")).await;
+    let pro_task = app.create_pro(prompt("something else it dislikes")).await;
+    let (relax, pro) = (id_of(&relax_task), id_of(&pro_task));
 
     // Not finished yet: no link and no extend (409), whatever it will become.
     let unfinished = app.post(&format!("/luma/generations/{relax}/extend"), &prompt("more")).go().await;
@@ -125,8 +127,8 @@ async fn failed_tasks_carry_a_reason_and_refuse_links_and_extends() {
     let link = app.get(&format!("/pro/luma/generations/{pro}/download_video_url")).go().await;
     assert_error(&link, 409, &[]);
 
-    for id in [&relax, &pro] {
-        let (states, done) = follow_to_the_end(&app, id).await;
+    for (id, created) in [(&relax, &relax_task), (&pro, &pro_task)] {
+        let (states, done) = follow_to_the_end(&app, created).await;
         assert_eq!(done["state"], "failed", "{done:#}");
         assert!(!states.contains(&"completed".to_string()), "{states:?}");
         let reason = done["failure_reason"].as_str().unwrap_or_else(|| panic!("a failed task carries failure_reason: {done:#}"));
@@ -176,4 +178,92 @@ async fn a_full_relax_queue_answers_429_with_retry_after_and_pro_still_gets_in()
     }
     let relax_count = app.get("/luma/generations?limit=100").go().await.json().as_array().unwrap().iter().filter(|t| t["tier"] == "relax").count();
     assert_eq!(relax_count, accepted, "refused creates must not store tasks");
+}
+
+/// Whether the task has left the queue (dispatched, running or ended).
+fn dispatched(task: &Value) -> bool {
+    !(task["state"] == "pending" && task["queue_position"].is_u64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relax_queue_is_fair_across_keys() {
+    // One slot for relax (the other is kept for pro); runs of 1 s that fail, no renders.
+    let app = App::start(&[
+        ("LUMAGATE_SANDBOX_DELAY_MS", "1000"),
+        ("LUMAGATE_SANDBOX_SLOTS", "2"),
+        ("LUMAGATE_SANDBOX_FAIL_RATE", "1.0"),
+    ])
+    .await;
+    let busy = app.create_key("busy", "relax", None).await;
+    let newcomer = app.create_key("newcomer", "relax", None).await;
+    let mut busy_ids = Vec::new();
+    for i in 0..6 {
+        busy_ids.push(id_of(&app.create_at("/luma/generations", &busy.secret, prompt(&format!("busy {i}"))).await));
+    }
+    let first = app.create_at("/luma/generations", &newcomer.secret, prompt("my first task")).await;
+    let first_id = id_of(&first);
+    let position = first["queue_position"].as_u64().expect("the newcomer's task waits");
+    let busy_last = app.get_as(&busy.secret, &format!("/luma/generations/{}", busy_ids[5])).go().await.json();
+    assert!(
+        position < busy_last["queue_position"].as_u64().unwrap_or(0),
+        "the newcomer's first task must not queue behind all of the busy key's tasks: {first:#} vs {busy_last:#}"
+    );
+
+    let busy_served_first = eventually("the newcomer's task leaving the queue", Duration::from_secs(30), || async {
+        let mine = app.get_as(&newcomer.secret, &format!("/luma/generations/{first_id}")).go().await.json();
+        if !dispatched(&mine) {
+            return None;
+        }
+        let mut served = 0;
+        for id in &busy_ids {
+            if dispatched(&app.get_as(&busy.secret, &format!("/luma/generations/{id}")).go().await.json()) {
+                served += 1;
+            }
+        }
+        Some(served)
+    })
+    .await;
+    // One task was running when the newcomer arrived; at most one more turn may pass.
+    assert!(busy_served_first <= 2, "{busy_served_first} of the busy key's tasks went before the newcomer's first task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pro_task_goes_before_every_waiting_relax_task() {
+    let app = App::start(&[
+        ("LUMAGATE_SANDBOX_DELAY_MS", "1000"),
+        ("LUMAGATE_SANDBOX_SLOTS", "2"),
+        ("LUMAGATE_SANDBOX_FAIL_RATE", "1.0"),
+    ])
+    .await;
+    let running_relax = id_of(&app.create(prompt("relax running")).await);
+    let running_pro = id_of(&app.create_pro(prompt("pro running")).await);
+    for id in [&running_relax, &running_pro] {
+        app.wait_for(id, "dispatched", Duration::from_secs(20), dispatched).await;
+    }
+    // Both slots are busy: these two wait.
+    let waiting_relax = id_of(&app.create(prompt("relax waiting")).await);
+    let waiting_pro = app.create_pro(prompt("pro arriving later")).await;
+    assert!(waiting_pro["queue_position"].is_u64(), "no slot is free, so the pro task waits: {waiting_pro:#}");
+    assert_eq!(waiting_pro["queue_position"], 1, "pro waits ahead of every relax task");
+
+    app.wait_for(&id_of(&waiting_pro), "dispatched", Duration::from_secs(30), dispatched).await;
+    let relax = app.task(&waiting_relax).await;
+    assert!(!dispatched(&relax), "the relax task that waited longer must still wait: {relax:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_options_shape_the_rendered_video() {
+    let app = App::start(&[("LUMAGATE_SANDBOX_DELAY_MS", "300")]).await;
+    let task = app
+        .create_pro(json!({"user_prompt": "a spinning top", "aspect_ratio": "1:1", "duration": "10s", "loop": true, "model_name": "ray-v3"}))
+        .await;
+    let done = app.wait_completed(&id_of(&task)).await;
+    assert_eq!((done["video"]["width"].as_u64(), done["video"]["height"].as_u64()), (Some(720), Some(720)), "1:1 720p is 720×720");
+    for (k, v) in [("aspect_ratio", "1:1"), ("duration", "10s"), ("model_name", "ray-v3"), ("tier", "pro")] {
+        assert_eq!(done[k], v);
+    }
+    assert_eq!(done["loop"], true);
+    let video = app.fetch(done["video"]["url"].as_str().unwrap()).await;
+    let secs = mp4_duration_secs(&video.body);
+    assert!((9.5..=10.5).contains(&secs), "a 10s task makes a 10 s video, got {secs} s");
 }
