@@ -16,4 +16,4 @@ fi
 
 # Two cores: build once, then run the tests two at a time.
 cargo build --locked --tests --bins
-cargo test --locked -- --test-threads 2
+cargo test --locked --lib --bins --tests -- --test-threads 2
