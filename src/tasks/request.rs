@@ -39,12 +39,11 @@ pub enum RequestKind {
 
 /// Parses a request body.
 pub fn parse_generation(body: &[u8], kind: RequestKind) -> Result<GenerationRequest, InvalidRequest> {
-    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+    if body.iter().all(u8::is_ascii_whitespace) {
         return Err(InvalidRequest("request body must be a JSON object".into()));
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| InvalidRequest(format!("request body is not valid JSON: {e}")))?
-    };
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| InvalidRequest(format!("request body is not valid JSON: {e}")))?;
     let Value::Object(fields) = value else {
         return Err(InvalidRequest("request body must be a JSON object".into()));
     };

@@ -177,7 +177,9 @@ impl Engine {
         }
         let ahead = self.store.queue_standing(&task).await?.ahead;
         let slots: u64 = self
-            .cached_accounts()
+            .accounts
+            .read()
+            .expect("accounts lock")
             .iter()
             .filter(|a| a.enabled && a.tiers.contains(&task.tier) && a.models.contains(&task.params.model))
             .map(|a| a.concurrency as u64)
