@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::accounts::Account;
 use crate::keys::ApiKey;
-use crate::tasks::model::{NewTask, Task, VideoRef};
+use crate::tasks::model::{NewTask, Task, Tier, VideoRef};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,6 +53,8 @@ pub trait AccountStore: Send + Sync {
 pub struct QueueStanding {
     /// Tasks that will be dispatched before this one.
     pub ahead: u64,
+    /// Of those, the pro tasks.
+    pub pro_ahead: u64,
 }
 
 /// Tasks, the queue and leases.
@@ -94,6 +96,8 @@ pub trait TaskStore: Send + Sync {
     async fn fail(&self, id: Uuid, owner: Option<&str>, reason: &str, now: i64) -> StoreResult<bool>;
     /// Finish times of the most recent completed tasks, newest first.
     async fn recent_finishes(&self, count: u64) -> StoreResult<Vec<i64>>;
+    /// Dispatch times of the most recently dispatched tasks of a tier, newest first.
+    async fn recent_dispatches(&self, tier: Tier, count: u64) -> StoreResult<Vec<i64>>;
 }
 
 /// Everything the engine needs from persistence.

@@ -5,6 +5,7 @@
 //! dispatched task to its end). All coordination goes through the store, so a crash
 //! at any point leaves a state that the next start resumes from.
 
+mod estimate;
 pub mod model;
 pub mod request;
 mod scheduler;
@@ -12,7 +13,6 @@ mod service;
 mod worker;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -47,6 +47,9 @@ pub struct EngineConfig {
     pub intake: IntakeLimits,
 }
 
+/// How long the dispatcher trusts its copy of the account pool.
+const ACCOUNTS_TTL: Duration = Duration::from_secs(1);
+
 /// The task engine, shared by the HTTP layer and the background loops.
 pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
@@ -62,9 +65,10 @@ pub struct Engine {
     pub(crate) running: Mutex<HashSet<uuid::Uuid>>,
     /// The pool as last read by the dispatcher.
     pub(crate) accounts: RwLock<Vec<Account>>,
-    /// Measured time between completions while the pool is busy, in microseconds; 0
-    /// until measured.
-    pub(crate) drain_interval_us: AtomicU64,
+    /// When `accounts` was read; None when this process changed an account since.
+    accounts_read_at: Mutex<Option<std::time::Instant>>,
+    /// How fast the queue has been draining, for wait estimates.
+    pub(crate) rates: estimate::DrainRates,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -88,7 +92,8 @@ impl Engine {
             wake: Notify::new(),
             running: Mutex::new(HashSet::new()),
             accounts: RwLock::new(Vec::new()),
-            drain_interval_us: AtomicU64::new(0),
+            accounts_read_at: Mutex::new(None),
+            rates: estimate::DrainRates::default(),
             shutdown: CancellationToken::new(),
         })
     }
@@ -129,24 +134,30 @@ impl Engine {
     pub(crate) async fn refresh_accounts(&self) -> Result<Vec<Account>, crate::store::StoreError> {
         let accounts = self.store.accounts().await?;
         *self.accounts.write().expect("accounts lock") = accounts.clone();
+        *self.accounts_read_at.lock().expect("accounts clock") = Some(std::time::Instant::now());
         Ok(accounts)
+    }
+
+    /// The pool for a dispatch pass: re-read when this process changed an account or the
+    /// copy is older than [`ACCOUNTS_TTL`] (an operator's change from another process),
+    /// so a pass after a freed slot costs no read of the accounts table.
+    pub(crate) async fn accounts_for_dispatch(&self) -> Result<Vec<Account>, crate::store::StoreError> {
+        let fresh = self.accounts_read_at.lock().expect("accounts clock").is_some_and(|at| at.elapsed() < ACCOUNTS_TTL);
+        if fresh {
+            return Ok(self.cached_accounts());
+        }
+        self.refresh_accounts().await
+    }
+
+    /// This process changed an account (cooldown, disabled): the next pass re-reads the pool.
+    pub(crate) fn accounts_changed(&self) {
+        *self.accounts_read_at.lock().expect("accounts clock") = None;
     }
 
     pub(crate) fn cached_accounts(&self) -> Vec<Account> {
         self.accounts.read().expect("accounts lock").clone()
     }
-
-    /// Expected wait for a task with `ahead` tasks before it on `slots` slots: from the
-    /// measured drain rate when the pool has been busy, else from the configured run time.
-    pub(crate) fn expected_wait(&self, ahead: u64, slots: u64) -> Duration {
-        let slots = slots.max(1);
-        let per_task = match self.drain_interval_us.load(Ordering::Relaxed) {
-            0 => self.config.default_run_time.as_secs_f64() / slots as f64,
-            us => us as f64 / 1e6,
-        };
-        // Those ahead drain first; then half a turn of the pool, on average, until a slot frees.
-        Duration::from_secs_f64((ahead as f64 + slots as f64 / 2.0) * per_task)
-    }
 }
+
 #[cfg(test)]
 mod tests;

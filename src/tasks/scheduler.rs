@@ -3,13 +3,13 @@
 //! before a restart.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 
 use super::model::{now_micros, Task, Tier};
+use super::estimate::RATE_SAMPLE;
 use super::Engine;
 use crate::accounts::Account;
 
@@ -19,15 +19,14 @@ const CANDIDATES_PER_PASS: u64 = 64;
 const TICK: Duration = Duration::from_millis(500);
 /// How often leases are swept for tasks to resume.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
-/// Completions that the drain rate is measured over.
-const RATE_SAMPLE: u64 = 200;
-/// Completions older than this say nothing about the current drain rate.
-const RATE_WINDOW_MICROS: i64 = 120_000_000;
+/// How often the drain rates behind wait estimates are re-measured.
+const MEASURE_EVERY: Duration = Duration::from_millis(500);
 
 impl Engine {
     pub(crate) async fn run_scheduler(self: Arc<Self>) {
         self.sweep().await;
         let mut last_sweep = tokio::time::Instant::now();
+        let mut last_measure = last_sweep;
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -41,12 +40,16 @@ impl Engine {
                 self.sweep().await;
                 last_sweep = tokio::time::Instant::now();
             }
+            if last_measure.elapsed() >= MEASURE_EVERY {
+                self.measure_drain_rates().await;
+                last_measure = tokio::time::Instant::now();
+            }
         }
     }
 
     /// One dispatch pass: fill every free slot with the best waiting task.
     pub(super) async fn dispatch(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
-        let accounts = self.refresh_accounts().await?;
+        let accounts = self.accounts_for_dispatch().await?;
         let in_flight = self.store.in_flight().await?;
         let now = now_micros();
         let mut free: HashMap<&str, u32> = accounts
@@ -89,7 +92,6 @@ impl Engine {
 
     /// Resumes unfinished tasks whose lease lapsed, or that this owner held before a restart.
     pub(super) async fn sweep(self: &Arc<Self>) {
-        self.refresh_drain_rate().await;
         let now = now_micros();
         let tasks = match self.store.resumable(&self.owner, now).await {
             Ok(tasks) => tasks,
@@ -111,18 +113,13 @@ impl Engine {
         }
     }
 
-    /// Measures how fast the pool drains: the mean time between recent completions.
-    async fn refresh_drain_rate(&self) {
-        if let Ok(finishes) = self.store.recent_finishes(RATE_SAMPLE).await {
-            // Newest first; only a busy recent window says how fast the queue moves.
-            if let (Some(newest), Some(oldest)) = (finishes.first(), finishes.last()) {
-                let span = (newest - oldest) as f64 / 1e6;
-                let fresh = now_micros() - newest < RATE_WINDOW_MICROS;
-                if finishes.len() >= 8 && span > 0.0 && fresh {
-                    let per_task = span / (finishes.len() - 1) as f64;
-                    self.drain_interval_us.store((per_task * 1e6) as u64, Ordering::Relaxed);
-                }
-            }
+    /// Measures how fast the pool and the relax queue drain, for wait estimates.
+    async fn measure_drain_rates(&self) {
+        let finishes = self.store.recent_finishes(RATE_SAMPLE).await;
+        let relax = self.store.recent_dispatches(Tier::Relax, RATE_SAMPLE).await;
+        match (finishes, relax) {
+            (Ok(finishes), Ok(relax)) => self.rates.update(&finishes, &relax, now_micros()),
+            (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "could not measure drain rates"),
         }
     }
 }

@@ -11,7 +11,7 @@ use super::Engine;
 use crate::blobs::key;
 use crate::keys::ApiKey;
 use crate::media::intake;
-use crate::store::StoreError;
+use crate::store::{QueueStanding, StoreError};
 
 /// Why an operation was refused; each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -157,11 +157,35 @@ impl Engine {
         Ok(Some(blob))
     }
 
+    /// Slots that may serve the task: enabled accounts for its tier and model, less the
+    /// slots kept for pro when it is relax work.
+    fn slots_for(&self, task: &Task) -> u64 {
+        let slots: u64 = self
+            .accounts
+            .read()
+            .expect("accounts lock")
+            .iter()
+            .filter(|a| a.enabled && a.tiers.contains(&task.tier) && a.models.contains(&task.params.model))
+            .map(|a| a.concurrency as u64)
+            .sum();
+        match task.tier {
+            Tier::Relax => slots.saturating_sub(self.config.pro_reserved_slots as u64),
+            Tier::Pro => slots,
+        }
+        .max(1)
+    }
+
+    /// When a full relax queue is worth retrying: about when one task has drained.
+    fn relax_retry_after_secs(&self) -> u64 {
+        let standing = QueueStanding { ahead: 0, pro_ahead: 0 };
+        self.rates.wait(standing, Tier::Relax, 1, self.config.default_run_time).as_secs().clamp(1, 60)
+    }
+
     async fn persist(self: &Arc<Self>, task: NewTask) -> Result<TaskInfo, EngineError> {
         let stored = self.store.insert_task(&task, self.config.relax_queue_limit).await.map_err(|e| match e {
             StoreError::QueueFull { limit } => EngineError::Busy {
                 message: format!("the relax queue is full ({limit} tasks waiting); retry later or use the pro tier"),
-                retry_after_secs: self.expected_wait(0, 1).as_secs().clamp(1, 60),
+                retry_after_secs: self.relax_retry_after_secs(),
             },
             other => other.into(),
         })?;
@@ -175,23 +199,11 @@ impl Engine {
         if !task.is_queued() {
             return Ok(TaskInfo { task, queue_position: None, estimate_wait_seconds: None });
         }
-        let ahead = self.store.queue_standing(&task).await?.ahead;
-        let slots: u64 = self
-            .accounts
-            .read()
-            .expect("accounts lock")
-            .iter()
-            .filter(|a| a.enabled && a.tiers.contains(&task.tier) && a.models.contains(&task.params.model))
-            .map(|a| a.concurrency as u64)
-            .sum::<u64>();
-        // Relax work never runs on the slots kept for pro.
-        let slots = match task.tier {
-            Tier::Relax => slots.saturating_sub(self.config.pro_reserved_slots as u64),
-            Tier::Pro => slots,
-        }
-        .max(1);
-        let estimate = self.expected_wait(ahead, slots).as_secs_f64();
-        Ok(TaskInfo { task, queue_position: Some(ahead + 1), estimate_wait_seconds: Some(estimate.ceil() as u64) })
+        let standing = self.store.queue_standing(&task).await?;
+        let slots = self.slots_for(&task);
+        let estimate = self.rates.wait(standing, task.tier, slots, self.config.default_run_time).as_secs_f64();
+        // Rounded to the nearest second: rounding up would bias every short wait.
+        Ok(TaskInfo { task, queue_position: Some(standing.ahead + 1), estimate_wait_seconds: Some(estimate.round() as u64) })
     }
 }
 

@@ -179,6 +179,7 @@ impl Engine {
                 let wait = retry_after.unwrap_or(Duration::from_secs(30));
                 tracing::warn!(account = %account.id, wait_s = wait.as_secs(), "upstream rate limit; cooling the account down");
                 self.store.set_cooldown(&account.id, now_micros() + wait.as_micros() as i64).await?;
+                self.accounts_changed();
                 if !submitted {
                     return Ok(Some(Stop::Requeue));
                 }
@@ -188,6 +189,7 @@ impl Engine {
             ProviderError::AccountAuth(reason) => {
                 tracing::error!(account = %account.id, reason = %reason, "disabling account");
                 self.store.set_enabled(&account.id, false, Some(&reason)).await?;
+                self.accounts_changed();
                 Ok(Some(Stop::Requeue))
             }
             ProviderError::Rejected(reason) => Ok(Some(Stop::Fail(reason))),

@@ -18,7 +18,7 @@ impl KeyStore for SqliteStore {
         .bind(join(&key.tiers, |t| t.as_str()))
         .bind(join(&key.models, |m| m.as_str()))
         .bind(key.created_at)
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await
         .map_err(db)?;
         Ok(())
@@ -45,7 +45,7 @@ impl KeyStore for SqliteStore {
         let done = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
             .bind(now_micros())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await
             .map_err(db)?;
         Ok(done.rows_affected() == 1)

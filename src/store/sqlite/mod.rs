@@ -1,9 +1,12 @@
 //! The embedded store: one SQLite file in WAL mode in the data folder.
 //!
-//! SQLite allows one writer at a time. Multi-statement write transactions begin with
-//! `BEGIN IMMEDIATE` (a read-then-write transaction that started deferred would fail
-//! with SQLITE_BUSY_SNAPSHOT when another write lands in between) and take an
-//! in-process lock first, so they queue here instead of spinning on the busy timeout.
+//! SQLite allows one writer at a time. Every write goes through `writes`, a pool of one
+//! connection, so writers queue in order on the pool instead of colliding and sleeping
+//! in SQLite's busy handler (whose coarse 1–100 ms back-off made dispatch latency spiky).
+//! Reads use `pool`; in WAL mode they never block the writer nor wait for it.
+//! Multi-statement write transactions begin with `BEGIN IMMEDIATE`, so a read-then-write
+//! transaction cannot fail with SQLITE_BUSY_SNAPSHOT when another process (the CLI)
+//! writes in between.
 
 mod accounts;
 mod keys;
@@ -14,14 +17,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use tokio::sync::Mutex;
-
 use super::{StoreError, StoreResult};
 
 pub struct SqliteStore {
+    /// Readers.
     pool: SqlitePool,
-    /// Serialises multi-statement write transactions.
-    writer: Mutex<()>,
+    /// The one writer connection.
+    writes: SqlitePool,
 }
 
 impl SqliteStore {
@@ -36,16 +38,23 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let writes = SqlitePoolOptions::new()
+            .max_connections(1)
+            // Waiting for the writer is queueing, not a fault: allow for long bursts.
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.clone())
+            .await
+            .map_err(db)?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&writes)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrations failed: {e}")))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await
             .map_err(db)?;
-        sqlx::migrate!("migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(format!("migrations failed: {e}")))?;
-        Ok(SqliteStore { pool, writer: Mutex::new(()) })
+        Ok(SqliteStore { pool, writes })
     }
 
     /// Whether the database answers.

@@ -16,8 +16,7 @@ const QUEUED: &str = "state = 'pending' AND account_id IS NULL";
 #[async_trait]
 impl TaskStore for SqliteStore {
     async fn insert_task(&self, t: &NewTask, relax_limit: u64) -> StoreResult<Task> {
-        let _writer = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let mut round = 0i64;
         if t.tier == Tier::Relax {
             let waiting: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'relax'"))
@@ -59,7 +58,6 @@ impl TaskStore for SqliteStore {
         .await
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        drop(_writer);
         self.task(t.id).await?.ok_or_else(|| db("inserted task vanished"))
     }
 
@@ -89,15 +87,13 @@ impl TaskStore for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
-        let ahead: i64 = match task.tier {
-            Tier::Pro => sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'pro' AND seq < ?"))
-                .bind(seq)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?,
-            Tier::Relax => sqlx::query_scalar(&format!(
-                "SELECT (SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'pro')
-                      + (SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'relax'
+        let pro_sql = format!("SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'pro' AND seq < ?");
+        let (pro_ahead, relax_ahead): (i64, i64) = match task.tier {
+            Tier::Pro => (sqlx::query_scalar(&pro_sql).bind(seq).fetch_one(&self.pool).await.map_err(db)?, 0),
+            // Every queued pro task goes before any relax task.
+            Tier::Relax => sqlx::query_as(&format!(
+                "SELECT (SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'pro'),
+                        (SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'relax'
                          AND (fair_round < ?1 OR (fair_round = ?1 AND seq < ?2)))"
             ))
             .bind(round)
@@ -106,7 +102,7 @@ impl TaskStore for SqliteStore {
             .await
             .map_err(db)?,
         };
-        Ok(QueueStanding { ahead: ahead as u64 })
+        Ok(QueueStanding { ahead: (pro_ahead + relax_ahead) as u64, pro_ahead: pro_ahead as u64 })
     }
 
     async fn queue_depth(&self) -> StoreResult<(u64, u64)> {
@@ -144,8 +140,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64) -> StoreResult<bool> {
-        let _writer = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let now = crate::tasks::model::now_micros();
         let done = sqlx::query(&format!(
             "UPDATE tasks SET account_id = ?, lease_owner = ?, lease_until = ?, dispatched_at = ?, last_progress_at = ?
@@ -211,7 +206,7 @@ impl TaskStore for SqliteStore {
     async fn drop_leases(&self, owner: &str) -> StoreResult<u64> {
         let done = sqlx::query(&format!("UPDATE tasks SET lease_until = 0 WHERE lease_owner = ? AND {HOLDS_SLOT}"))
             .bind(owner)
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await
             .map_err(db)?;
         Ok(done.rows_affected())
@@ -288,6 +283,17 @@ impl TaskStore for SqliteStore {
             .await
             .map_err(db)
     }
+
+    async fn recent_dispatches(&self, tier: Tier, count: u64) -> StoreResult<Vec<i64>> {
+        sqlx::query_scalar(
+            "SELECT dispatched_at FROM tasks WHERE tier = ? AND dispatched_at IS NOT NULL ORDER BY dispatched_at DESC LIMIT ?",
+        )
+        .bind(tier.as_str())
+        .bind(count as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
 }
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
@@ -295,7 +301,7 @@ type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArgume
 impl SqliteStore {
     /// Runs a compare-and-set update; true when exactly one row changed.
     async fn update<'q>(&self, sql: &'q str, bind: impl FnOnce(Query<'q>) -> Query<'q>) -> StoreResult<bool> {
-        let done = bind(sqlx::query(sql)).execute(&self.pool).await.map_err(db)?;
+        let done = bind(sqlx::query(sql)).execute(&self.writes).await.map_err(db)?;
         Ok(done.rows_affected() == 1)
     }
 }

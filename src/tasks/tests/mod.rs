@@ -38,11 +38,16 @@ pub struct ScriptedUpstream {
     scripts: Mutex<HashMap<String, Script>>,
     submissions: Mutex<Vec<(Uuid, String)>>,
     released: Mutex<HashSet<Uuid>>,
+    progress: Mutex<HashMap<Uuid, u8>>,
 }
 
 impl ScriptedUpstream {
     pub fn script(&self, account: &str, script: Script) {
         self.scripts.lock().unwrap().insert(account.into(), script);
+    }
+    /// What the upstream reports as the task's progress from now on (10 until set).
+    pub fn set_progress(&self, task: Uuid, progress: u8) {
+        self.progress.lock().unwrap().insert(task, progress);
     }
     pub fn release(&self, task: Uuid) {
         self.released.lock().unwrap().insert(task);
@@ -72,7 +77,8 @@ impl VideoProvider for ScriptedUpstream {
 
     async fn poll(&self, _account: &Account, job: &Job, _id: &str) -> Result<UpstreamStatus, ProviderError> {
         if !self.released.lock().unwrap().contains(&job.task_id) {
-            return Ok(UpstreamStatus::Running { progress: 10 });
+            let progress = self.progress.lock().unwrap().get(&job.task_id).copied().unwrap_or(10);
+            return Ok(UpstreamStatus::Running { progress });
         }
         Ok(UpstreamStatus::Finished(VideoSource::Rendered {
             mp4: b"not really a video".to_vec(),
@@ -98,6 +104,11 @@ pub fn account(id: &str, concurrency: u32) -> Account {
 impl Harness {
     /// An engine over these accounts, with `reserved` slots kept for pro.
     pub async fn new(accounts: &[Account], reserved: u32, relax_limit: u64) -> Harness {
+        Harness::with_progress_timeout(accounts, reserved, relax_limit, Duration::from_secs(60)).await
+    }
+
+    /// As `new`, failing running tasks that show no progress for `progress_timeout`.
+    pub async fn with_progress_timeout(accounts: &[Account], reserved: u32, relax_limit: u64, progress_timeout: Duration) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
         for a in accounts {
@@ -105,14 +116,15 @@ impl Harness {
         }
         let upstream = Arc::new(ScriptedUpstream::default());
         let blobs = Arc::new(LocalBlobs::new(dir.path().join("blobs"), LinkSigner::new(b"k".to_vec())));
-        let engine = engine(&store, &upstream, blobs, reserved, relax_limit, "test-worker").await;
+        let engine = engine(&store, &upstream, blobs, reserved, relax_limit, progress_timeout, "test-worker").await;
         Harness { engine, upstream, store, _dir: dir }
     }
 
     /// A second process on the same store and upstream, with its own lease owner.
     pub async fn another_worker(&self, owner: &str) -> Arc<Engine> {
         let blobs = self.engine.blobs.clone();
-        engine(&self.store, &self.upstream, blobs, self.engine.config.pro_reserved_slots, 100, owner).await
+        let config = &self.engine.config;
+        engine(&self.store, &self.upstream, blobs, config.pro_reserved_slots, 100, config.progress_timeout, owner).await
     }
 
     pub async fn key(&self, name: &str) -> ApiKey {
@@ -131,8 +143,10 @@ impl Harness {
         self.store.task(id).await.unwrap().unwrap()
     }
 
-    /// One dispatch pass, then waits until every dispatched task's worker has reacted.
+    /// One dispatch pass that sees the account table as the test just left it, then waits
+    /// until every dispatched task's worker has reacted.
     pub async fn dispatch(&self) {
+        self.engine.accounts_changed();
         self.engine.dispatch().await.unwrap();
         self.settle().await;
     }
@@ -183,6 +197,7 @@ async fn engine(
     blobs: Arc<dyn crate::blobs::BlobStore>,
     reserved: u32,
     relax_limit: u64,
+    progress_timeout: Duration,
     owner: &str,
 ) -> Arc<Engine> {
     let config = EngineConfig {
@@ -190,7 +205,7 @@ async fn engine(
         pro_reserved_slots: reserved,
         lease_ttl: LEASE_TTL,
         poll_interval: Duration::from_millis(5),
-        progress_timeout: Duration::from_secs(60),
+        progress_timeout,
         transient_retries: 2,
         default_run_time: Duration::from_secs(10),
         intake: IntakeLimits::default(),

@@ -168,3 +168,36 @@ async fn extend_tasks_are_pinned_to_their_parents_account() {
         h.finish(child).await;
     }
 }
+
+#[tokio::test]
+async fn timeouts_count_from_the_last_progress_and_never_from_queued_time() {
+    let timeout = Duration::from_millis(800);
+    let h = Harness::with_progress_timeout(&[account("only", 1)], 0, 100, timeout).await;
+    let key = h.key("k").await;
+    let running = h.create(&key, Tier::Relax).await;
+    let queued = h.create(&key, Tier::Relax).await;
+    h.dispatch().await;
+    h.until(running, |t| t.state == State::Processing).await;
+
+    // The running task keeps moving for three timeouts: it must not time out, and the
+    // task queued behind it all that while must not either.
+    let started = std::time::Instant::now();
+    let mut progress = 10;
+    while started.elapsed() < timeout * 3 {
+        progress += 2;
+        h.upstream.set_progress(running, progress);
+        tokio::time::sleep(timeout / 8).await;
+    }
+    assert_eq!(h.task(running).await.state, State::Processing);
+    let waiting = h.task(queued).await;
+    assert!(waiting.is_queued(), "the queued task must still wait: {waiting:?}");
+
+    h.finish(running).await;
+    h.dispatch().await;
+    h.until(queued, |t| t.state == State::Processing).await;
+    // Now it stalls: it fails one timeout after its last progress, saying why.
+    let failed = h.until(queued, |t| t.state == State::Failed).await;
+    let reason = failed.failure_reason.unwrap_or_default();
+    assert!(reason.contains("no progress"), "{reason}");
+    assert_eq!(h.upstream.submissions_of(queued), 1);
+}
