@@ -72,7 +72,8 @@ pub trait TaskStore: Send + Sync {
     /// Queued tasks in dispatch order (pro by age, then relax by fair round), with the
     /// account each is pinned to, if any.
     async fn dispatch_candidates(&self, limit: u64) -> StoreResult<Vec<(Task, Option<String>)>>;
-    /// Tasks holding a slot (claimed, submitting or processing) per account.
+    /// Tasks holding a slot per account: claimed, submitting, or running upstream. A task
+    /// whose upstream has finished (see `release_slot`) holds none while it is re-hosted.
     async fn in_flight(&self) -> StoreResult<HashMap<String, u32>>;
     /// Hands a queued task to an account under a lease. False if someone else did first.
     async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64) -> StoreResult<bool>;
@@ -89,6 +90,9 @@ pub trait TaskStore: Send + Sync {
     async fn mark_processing(&self, id: Uuid, owner: &str, upstream_id: &str, now: i64) -> StoreResult<bool>;
     /// Raises progress (never lowers it) and notes when it last moved.
     async fn record_progress(&self, id: Uuid, owner: &str, progress: u8, now: i64) -> StoreResult<bool>;
+    /// The upstream finished the task: its account slot is free for the next task while
+    /// this worker re-hosts the video (which may take long for a large download).
+    async fn release_slot(&self, id: Uuid, owner: &str, now: i64) -> StoreResult<bool>;
     /// Puts a claimed task back in the queue (its account could not take it).
     async fn requeue(&self, id: Uuid, owner: &str) -> StoreResult<bool>;
     async fn complete(&self, id: Uuid, owner: &str, video: &VideoRef, now: i64) -> StoreResult<bool>;

@@ -113,7 +113,13 @@ impl Engine {
                         self.store.record_progress(id, &self.owner, p.min(99), last_progress).await?;
                     }
                 }
-                Ok(UpstreamStatus::Finished(source)) => return self.finish(task, source).await,
+                Ok(UpstreamStatus::Finished(source)) => {
+                    // The upstream's capacity is free now; the next task needn't wait for the download.
+                    if self.store.release_slot(id, &self.owner, now_micros()).await? {
+                        self.wake.notify_one();
+                    }
+                    return self.finish(task, source).await;
+                }
                 Ok(UpstreamStatus::Failed { reason }) => return Ok(Stop::Fail(reason)),
                 Err(e) => match self.react(account, e, &mut retries, true).await? {
                     Some(stop) => return Ok(stop),

@@ -9,8 +9,11 @@ use super::{db, SqliteStore};
 use crate::store::{QueueStanding, StoreError, StoreResult, TaskStore};
 use crate::tasks::model::{NewTask, State, Task, Tier, VideoRef};
 
-/// Unfinished and holding an account: the tasks that occupy a slot.
-const HOLDS_SLOT: &str = "state IN ('pending', 'processing') AND account_id IS NOT NULL";
+/// Unfinished and holding an account: the tasks a worker drives under a lease.
+const CLAIMED: &str = "state IN ('pending', 'processing') AND account_id IS NOT NULL";
+/// Claimed and still running upstream: the tasks that occupy one of the account's slots.
+/// A task whose upstream has finished no longer does while its video is re-hosted.
+const HOLDS_SLOT: &str = "state IN ('pending', 'processing') AND account_id IS NOT NULL AND upstream_done_at IS NULL";
 const QUEUED: &str = "state = 'pending' AND account_id IS NULL";
 
 #[async_trait]
@@ -35,7 +38,10 @@ impl TaskStore for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
-            let current: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'relax_round'")
+            // The round being served: the highest round of any relax task ever dispatched.
+            let current: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(fair_round), 0) FROM tasks WHERE tier = 'relax' AND account_id IS NOT NULL",
+            )
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -140,42 +146,24 @@ impl TaskStore for SqliteStore {
     }
 
     async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64) -> StoreResult<bool> {
-        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        // One statement, no transaction: the dispatcher's hot path. The relax round being
+        // served is derived from the dispatched tasks themselves (see `insert_task`).
         let now = crate::tasks::model::now_micros();
-        let done = sqlx::query(&format!(
-            "UPDATE tasks SET account_id = ?, lease_owner = ?, lease_until = ?, dispatched_at = ?, last_progress_at = ?
-             WHERE id = ? AND {QUEUED}"
-        ))
-        .bind(account)
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now)
-        .bind(now)
-        .bind(id.to_string())
-        .execute(&mut *tx)
+        self.update(
+            &format!(
+                "UPDATE tasks SET account_id = ?, lease_owner = ?, lease_until = ?, dispatched_at = ?, last_progress_at = ?
+                 WHERE id = ? AND {QUEUED}"
+            ),
+            |q| q.bind(account).bind(owner).bind(lease_until).bind(now).bind(now).bind(id.to_string()),
+        )
         .await
-        .map_err(db)?;
-        if done.rows_affected() == 1 {
-            // The relax queue's served round advances with each relax dispatch.
-            sqlx::query(
-                "UPDATE meta SET value = MAX(value, (SELECT fair_round FROM tasks WHERE id = ? AND tier = 'relax'))
-                 WHERE name = 'relax_round' AND EXISTS (SELECT 1 FROM tasks WHERE id = ? AND tier = 'relax')",
-            )
-            .bind(id.to_string())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn take_over(&self, id: Uuid, owner: &str, now: i64, lease_until: i64) -> StoreResult<bool> {
         self.update(
             &format!(
                 "UPDATE tasks SET lease_owner = ?, lease_until = ?
-                 WHERE id = ? AND {HOLDS_SLOT} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
+                 WHERE id = ? AND {CLAIMED} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
             ),
             |q| q.bind(owner).bind(lease_until).bind(id.to_string()).bind(now).bind(owner),
         )
@@ -184,7 +172,7 @@ impl TaskStore for SqliteStore {
 
     async fn resumable(&self, owner: &str, now: i64) -> StoreResult<Vec<Task>> {
         let rows = sqlx::query(&format!(
-            "SELECT * FROM tasks WHERE {HOLDS_SLOT} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)
+            "SELECT * FROM tasks WHERE {CLAIMED} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)
              ORDER BY seq"
         ))
         .bind(now)
@@ -197,14 +185,14 @@ impl TaskStore for SqliteStore {
 
     async fn renew_lease(&self, id: Uuid, owner: &str, lease_until: i64) -> StoreResult<bool> {
         self.update(
-            &format!("UPDATE tasks SET lease_until = ? WHERE id = ? AND lease_owner = ? AND {HOLDS_SLOT}"),
+            &format!("UPDATE tasks SET lease_until = ? WHERE id = ? AND lease_owner = ? AND {CLAIMED}"),
             |q| q.bind(lease_until).bind(id.to_string()).bind(owner),
         )
         .await
     }
 
     async fn drop_leases(&self, owner: &str) -> StoreResult<u64> {
-        let done = sqlx::query(&format!("UPDATE tasks SET lease_until = 0 WHERE lease_owner = ? AND {HOLDS_SLOT}"))
+        let done = sqlx::query(&format!("UPDATE tasks SET lease_until = 0 WHERE lease_owner = ? AND {CLAIMED}"))
             .bind(owner)
             .execute(&self.writes)
             .await
@@ -238,10 +226,19 @@ impl TaskStore for SqliteStore {
         .await
     }
 
+    async fn release_slot(&self, id: Uuid, owner: &str, now: i64) -> StoreResult<bool> {
+        self.update(
+            "UPDATE tasks SET upstream_done_at = ? WHERE id = ? AND lease_owner = ? AND state = 'processing'
+               AND upstream_done_at IS NULL",
+            |q| q.bind(now).bind(id.to_string()).bind(owner),
+        )
+        .await
+    }
+
     async fn requeue(&self, id: Uuid, owner: &str) -> StoreResult<bool> {
         self.update(
             "UPDATE tasks SET account_id = NULL, attempt = NULL, upstream_id = NULL, lease_owner = NULL,
-               lease_until = NULL, dispatched_at = NULL, state = 'pending'
+               lease_until = NULL, dispatched_at = NULL, upstream_done_at = NULL, state = 'pending'
              WHERE id = ? AND lease_owner = ? AND state IN ('pending', 'processing')",
             |q| q.bind(id.to_string()).bind(owner),
         )
