@@ -49,15 +49,22 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `/openapi.json` serves).
+    Openapi,
 }
 
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        print!("{}", crate::http::openapi_json());
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve { listen, location, log_format } => runtime.block_on(serve::run(listen, location, &log_format)),
         Command::Keys { command } => runtime.block_on(keys::run(command)),
         Command::Accounts { command } => runtime.block_on(accounts::run(command)),
+        Command::Openapi => unreachable!("answered before the runtime starts"),
     }
 }
 

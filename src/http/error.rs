@@ -5,7 +5,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::tasks::EngineError;
 
@@ -74,13 +75,31 @@ impl From<EngineError> for ApiError {
     }
 }
 
+/// The error body every surface answers with.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, for Luma clients.
+    pub detail: String,
+    pub error: ErrorDetail,
+}
+
+/// The same message for OpenAI-style clients, with a stable code.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// `invalid_request`, `invalid_api_key`, `forbidden`, `not_found`, `too_large`, `rate_limited`, ...
+    pub code: &'static str,
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, kind) = self.code();
-        let body = json!({
-            "detail": self.message,
-            "error": {"code": code, "message": self.message, "type": kind},
-        });
+        let body = ErrorBody {
+            detail: self.message.clone(),
+            error: ErrorDetail { code, message: self.message, kind },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

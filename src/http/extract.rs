@@ -2,7 +2,7 @@
 //! rejections are API errors.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
@@ -79,6 +79,21 @@ impl FromRequest<AppState> for Body {
                 format!("request body is larger than the limit of {} bytes", state.body_limit),
             )),
             Err(e) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+        }
+    }
+}
+
+/// The single path parameter, with a bad one (say, invalid percent-encoding) answered
+/// as an API error rather than axum's plain-text rejection.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParam(value)),
+            Err(e) => Err(ApiError::bad_request(format!("invalid path: {}", e.body_text()))),
         }
     }
 }

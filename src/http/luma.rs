@@ -1,16 +1,14 @@
 //! The reseller surface (API.md §3): `/luma` creates relax tasks, `/pro/luma` pro tasks;
 //! reads work under either prefix.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{RawQuery, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
-use super::error::ApiError;
-use super::extract::{Body, Caller, Origin};
-use super::wire::TaskView;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Body, Caller, Origin, PathParam};
+use super::wire::{DownloadLink, GenerationBody, TaskView};
 use super::AppState;
 use crate::blobs::LinkKind;
 use crate::tasks::model::Tier;
@@ -20,7 +18,7 @@ use crate::tasks::TaskInfo;
 /// Routes of one prefix; `tier` is the tier that creates under it.
 pub fn routes(tier: Tier) -> Router<AppState> {
     let create = move |s: State<AppState>, c: Caller, o: Origin, b: Body| create(s, c, o, b, tier);
-    let extend = move |s: State<AppState>, c: Caller, o: Origin, p: Path<String>, b: Body| extend(s, c, o, p, b, tier);
+    let extend = move |s: State<AppState>, c: Caller, o: Origin, p: PathParam, b: Body| extend(s, c, o, p, b, tier);
     Router::new()
         .route("/generations", post(create).get(list))
         .route("/generations/", post(create).get(list))
@@ -29,17 +27,46 @@ pub fn routes(tier: Tier) -> Router<AppState> {
         .route("/generations/{id}/download_video_url", get(download_video_url))
 }
 
-async fn create(State(state): State<AppState>, Caller(key): Caller, Origin(origin): Origin, Body(body): Body, tier: Tier) -> Result<Json<TaskView>, ApiError> {
+/// Create a task (relax under `/luma`, pro under `/pro/luma`).
+#[utoipa::path(post, path = "/generations", operation_id = "create", security(("bearer" = [])),
+    request_body(content = GenerationBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new task", body = TaskView),
+        (status = 400, description = "The body breaks the contract; the message names the field", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked key", body = ErrorBody),
+        (status = 403, description = "The key may not use this tier or model", body = ErrorBody),
+        (status = 413, description = "The body or an image is larger than the limit the message names", body = ErrorBody),
+        (status = 429, description = "Rate limited or the relax queue is full; see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "No upstream can take the task", body = ErrorBody),
+    ))]
+pub(super) async fn create(State(state): State<AppState>, Caller(key): Caller, Origin(origin): Origin, Body(body): Body, tier: Tier) -> Result<Json<TaskView>, ApiError> {
     let req = parse_generation(&body, RequestKind::Create).map_err(|e| ApiError::bad_request(e.0))?;
     let info = state.engine.create(&key, tier, req).await?;
     Ok(Json(view(&state, &info, &origin)))
 }
 
-async fn extend(
+/// Continue a completed task's video.
+#[utoipa::path(post, path = "/generations/{id}/extend", operation_id = "extend", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The parent task")),
+    request_body(content = GenerationBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new task", body = TaskView),
+        (status = 400, description = "The body breaks the contract; the message names the field", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked key", body = ErrorBody),
+        (status = 403, description = "The key may not use this tier or model", body = ErrorBody),
+        (status = 404, description = "No such task for this key", body = ErrorBody),
+        (status = 409, description = "The parent is not completed", body = ErrorBody),
+        (status = 413, description = "The body or an image is larger than the limit the message names", body = ErrorBody),
+        (status = 429, description = "Rate limited or the relax queue is full; see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "No upstream can take the task", body = ErrorBody),
+    ))]
+pub(super) async fn extend(
     State(state): State<AppState>,
     Caller(key): Caller,
     Origin(origin): Origin,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     Body(body): Body,
     tier: Tier,
 ) -> Result<Json<TaskView>, ApiError> {
@@ -49,28 +76,66 @@ async fn extend(
     Ok(Json(view(&state, &info, &origin)))
 }
 
-async fn read(State(state): State<AppState>, Caller(key): Caller, Origin(origin): Origin, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
+/// The task: the hot path that clients poll.
+#[utoipa::path(get, path = "/generations/{id}", operation_id = "get", security(("bearer" = [])),
+    params(("id" = String, Path, description = "A task id")),
+    responses(
+        (status = 200, description = "The task", body = TaskView),
+        (status = 401, description = "Missing, unknown or revoked key", body = ErrorBody),
+        (status = 404, description = "No such task for this key", body = ErrorBody),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub(super) async fn read(State(state): State<AppState>, Caller(key): Caller, Origin(origin): Origin, PathParam(id): PathParam) -> Result<Json<TaskView>, ApiError> {
     let info = state.engine.get(&key, task_id(&id)?).await?;
     Ok(Json(view(&state, &info, &origin)))
 }
 
-#[derive(Deserialize)]
-struct Page {
-    offset: Option<String>,
-    limit: Option<String>,
-}
-
-async fn list(State(state): State<AppState>, Caller(key): Caller, Origin(origin): Origin, Query(page): Query<Page>) -> Result<Json<Vec<TaskView>>, ApiError> {
-    let offset = number(page.offset.as_deref(), "offset", 0, 0, u64::MAX)?;
-    let limit = number(page.limit.as_deref(), "limit", 20, 1, 100)?;
+/// The key's tasks, newest first.
+#[utoipa::path(get, path = "/generations", operation_id = "list", security(("bearer" = [])),
+    params(
+        ("offset" = Option<u64>, Query, description = "Tasks to skip (default 0)"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 100, description = "Tasks to return (default 20, at most 100)"),
+    ),
+    responses(
+        (status = 200, description = "The tasks", body = Vec<TaskView>),
+        (status = 400, description = "offset or limit is out of range", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked key", body = ErrorBody),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub(super) async fn list(State(state): State<AppState>, Caller(key): Caller, Origin(origin): Origin, RawQuery(query): RawQuery) -> Result<Json<Vec<TaskView>>, ApiError> {
+    // Read by hand: the last value of a repeated parameter wins, and nothing in a query
+    // string can fail to deserialise into a plain-text rejection.
+    let (mut offset, mut limit) = (None, None);
+    for (name, value) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        match &*name {
+            "offset" => offset = Some(value.into_owned()),
+            "limit" => limit = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let offset = number(offset.as_deref(), "offset", 0, 0, u64::MAX)?;
+    let limit = number(limit.as_deref(), "limit", 20, 1, 100)?;
     let tasks = state.engine.list(&key, offset, limit).await?;
     Ok(Json(tasks.iter().map(|t| view(&state, t, &origin)).collect()))
 }
 
-async fn download_video_url(State(state): State<AppState>, Caller(key): Caller, Origin(origin): Origin, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+/// A fresh signed link to the task's video.
+#[utoipa::path(get, path = "/generations/{id}/download_video_url", operation_id = "download_video_url", security(("bearer" = [])),
+    params(("id" = String, Path, description = "A task id")),
+    responses(
+        (status = 200, description = "A signed link, valid for an hour", body = DownloadLink),
+        (status = 401, description = "Missing, unknown or revoked key", body = ErrorBody),
+        (status = 404, description = "No such task for this key", body = ErrorBody),
+        (status = 409, description = "The task has no video yet", body = ErrorBody),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub(super) async fn download_video_url(State(state): State<AppState>, Caller(key): Caller, Origin(origin): Origin, PathParam(id): PathParam) -> Result<Json<DownloadLink>, ApiError> {
     let video = state.engine.video(&key, task_id(&id)?).await?;
     let url = state.engine.blobs().link(&video.video_key, LinkKind::Download, state.link_ttl, &origin);
-    Ok(Json(json!({ "url": url })))
+    Ok(Json(DownloadLink { url }))
 }
 
 fn view(state: &AppState, info: &TaskInfo, origin: &str) -> TaskView {

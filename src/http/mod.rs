@@ -5,6 +5,7 @@ mod error;
 mod extract;
 mod files;
 mod luma;
+mod openapi;
 mod ops;
 pub mod wire;
 
@@ -21,6 +22,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use openapi::{document as openapi_document, document_json as openapi_json};
 
 use crate::blobs::LocalBlobs;
 use crate::tasks::model::Tier;
@@ -50,7 +52,8 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
     let mut app = Router::new()
         .nest("/luma", luma::routes(Tier::Relax))
         .nest("/pro/luma", luma::routes(Tier::Pro))
-        .merge(ops::routes());
+        .merge(ops::routes())
+        .merge(openapi::routes());
     if let Some(blobs) = config.local_blobs {
         app = app.merge(files::routes(blobs));
     }

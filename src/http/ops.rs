@@ -6,9 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
-
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::wire::Status;
 use super::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -16,12 +15,19 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The process is alive.
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "ops",
+    responses((status = 200, description = "Alive", body = Status)))]
+pub(super) async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok" })
 }
 
 /// The process accepts work: started, not shutting down, storage answering.
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "ops",
+    responses(
+        (status = 200, description = "Ready", body = Status),
+        (status = 503, description = "Starting, shutting down, or storage does not answer", body = ErrorBody),
+    ))]
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     if !state.ready.load(Ordering::SeqCst) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not ready: starting or shutting down"));
     }
@@ -31,5 +37,5 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
     if state.engine.store().count_keys().await.is_err() {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not ready: the database does not answer"));
     }
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(Status { status: "ready" }))
 }

@@ -14,5 +14,6 @@ mod extend;
 mod files;
 mod images;
 mod listing;
+mod openapi;
 mod restart;
 mod tasks;
