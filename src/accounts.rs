@@ -42,11 +42,43 @@ impl Account {
         }
     }
 
+    /// Where the account stands now, for operators.
+    pub fn health(&self, now: i64) -> AccountHealth {
+        if !self.enabled {
+            AccountHealth::Disabled
+        } else if self.cooldown_until.is_some_and(|until| until > now) {
+            AccountHealth::Cooldown
+        } else {
+            AccountHealth::Enabled
+        }
+    }
+
     /// Whether this account may take a new task of this tier and model now.
     pub fn serves(&self, tier: Tier, model: Model, now: i64) -> bool {
         self.enabled
             && self.tiers.contains(&tier)
             && self.models.contains(&model)
             && self.cooldown_until.is_none_or(|until| until <= now)
+    }
+}
+
+/// An account's health as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccountHealth {
+    /// Takes work.
+    Enabled,
+    /// Rate limited upstream; takes work again after `cooldown_until`.
+    Cooldown,
+    /// Switched off by an operator or after its credentials were refused.
+    Disabled,
+}
+
+impl AccountHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountHealth::Enabled => "enabled",
+            AccountHealth::Cooldown => "cooldown",
+            AccountHealth::Disabled => "disabled",
+        }
     }
 }

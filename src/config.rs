@@ -30,6 +30,9 @@ pub struct Config {
     pub poll_interval_ms: u64,
     pub progress_timeout_secs: u64,
     pub transient_retries: u32,
+    /// The admin API's credential; unset: one is generated at first start and kept in
+    /// `admin.token` in the data folder.
+    pub admin_token: Option<String>,
     pub sandbox: SandboxSection,
     pub intake: IntakeSection,
     pub accounts: Vec<AccountSection>,
@@ -95,6 +98,7 @@ impl Default for Config {
             poll_interval_ms: 1000,
             progress_timeout_secs: 600,
             transient_retries: 5,
+            admin_token: None,
             sandbox: SandboxSection::default(),
             intake: IntakeSection::default(),
             accounts: Vec::new(),
@@ -158,6 +162,9 @@ impl Config {
         parse("LUMAGATE_LEASE_TTL_SECS", var("LUMAGATE_LEASE_TTL_SECS"), &mut self.lease_ttl_secs)?;
         parse("LUMAGATE_POLL_INTERVAL_MS", var("LUMAGATE_POLL_INTERVAL_MS"), &mut self.poll_interval_ms)?;
         parse("LUMAGATE_PROGRESS_TIMEOUT_SECS", var("LUMAGATE_PROGRESS_TIMEOUT_SECS"), &mut self.progress_timeout_secs)?;
+        if let Some(token) = var("LUMAGATE_ADMIN_TOKEN").filter(|v| !v.is_empty()) {
+            self.admin_token = Some(token);
+        }
         parse("LUMAGATE_SANDBOX_DELAY_MS", var("LUMAGATE_SANDBOX_DELAY_MS"), &mut self.sandbox.delay_ms)?;
         parse("LUMAGATE_SANDBOX_SLOTS", var("LUMAGATE_SANDBOX_SLOTS"), &mut self.sandbox.slots)?;
         parse("LUMAGATE_SANDBOX_FAIL_RATE", var("LUMAGATE_SANDBOX_FAIL_RATE"), &mut self.sandbox.fail_rate)?;

@@ -62,6 +62,32 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// The admin API's credential. Only its SHA-256 is kept in memory, and a presented token
+/// is compared by hash in constant time, so neither timing nor length says how close a
+/// guess came.
+pub struct AdminToken {
+    hash: [u8; 32],
+}
+
+impl AdminToken {
+    pub fn new(secret: &str) -> AdminToken {
+        AdminToken { hash: Sha256::digest(secret.as_bytes()).into() }
+    }
+
+    /// A fresh random token, for the first start.
+    pub fn generate() -> String {
+        let mut raw = [0u8; 24];
+        rand::thread_rng().fill_bytes(&mut raw);
+        format!("lga-{}", hex::encode(raw))
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        presented.ct_eq(&self.hash).into()
+    }
+}
+
 /// Parses a comma-separated tier list such as `relax,pro`.
 pub fn parse_tiers(list: &str) -> Result<Vec<Tier>, String> {
     parse_list(list, Tier::parse, "tier", "relax, pro")
@@ -102,6 +128,16 @@ mod tests {
         assert_ne!(a.secret, b.secret);
         assert!(a.secret.starts_with(KEY_PREFIX));
         assert_eq!(hash_secret(&a.secret), a.hash);
+    }
+
+    #[test]
+    fn the_admin_token_matches_only_itself() {
+        let secret = AdminToken::generate();
+        let token = AdminToken::new(&secret);
+        assert!(token.matches(&secret));
+        assert!(!token.matches(&secret[..secret.len() - 1]));
+        assert!(!token.matches(""));
+        assert!(!token.matches(&format!("{secret}x")));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod media;
+pub mod metrics;
 pub mod providers;
 pub mod store;
 pub mod tasks;

@@ -1,6 +1,7 @@
-//! The command line: `serve`, `keys` and `accounts`. It wires concrete types from the config.
+//! The command line: `serve`, `keys`, `accounts` and `generate`. It wires concrete types from the config.
 
 mod accounts;
+mod generate;
 mod keys;
 mod serve;
 
@@ -36,7 +37,7 @@ enum Command {
         #[command(flatten)]
         location: Location,
         /// Log format: text or json.
-        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        #[arg(long, env = "LUMAGATE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
     },
     /// Manage upstream accounts.
@@ -51,6 +52,8 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 document of the HTTP API (what `/openapi.json` serves).
     Openapi,
+    /// Make a video through a lumagate server: submit, watch progress, download.
+    Generate(generate::GenerateArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -65,6 +68,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Keys { command } => runtime.block_on(keys::run(command)),
         Command::Accounts { command } => runtime.block_on(accounts::run(command)),
         Command::Openapi => unreachable!("answered before the runtime starts"),
+        Command::Generate(args) => runtime.block_on(generate::run(args)),
     }
 }
 

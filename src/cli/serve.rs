@@ -13,7 +13,7 @@ use crate::blobs::signing::LinkSigner;
 use crate::blobs::LocalBlobs;
 use crate::config::{Config, DEFAULT_SANDBOX_ACCOUNT};
 use crate::http::{router, AppState, HttpConfig};
-use crate::keys::issue;
+use crate::keys::{issue, AdminToken};
 use crate::media::intake::IntakeLimits;
 use crate::providers::sandbox::{Sandbox, SandboxConfig, PROVIDER as SANDBOX};
 use crate::providers::Providers;
@@ -74,6 +74,7 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
         link_ttl: Duration::from_secs(config.link_ttl_secs),
         body_limit: config.body_limit_bytes,
         ready: ready.clone(),
+        admin: Arc::new(AdminToken::new(&admin_token(&config)?)),
     };
     let app = router(state, HttpConfig { cors_origins: config.cors_origins.clone(), local_blobs: Some(blobs) });
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -127,6 +128,23 @@ fn signing_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     Ok(secret)
 }
 
+/// The admin API's credential: `LUMAGATE_ADMIN_TOKEN` when set; else the one in
+/// `admin.token` in the data folder, created (and printed once) on first start.
+fn admin_token(config: &Config) -> anyhow::Result<String> {
+    if let Some(token) = &config.admin_token {
+        return Ok(token.clone());
+    }
+    let path = config.data_dir.join("admin.token");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok(text.trim().to_string());
+    }
+    let token = AdminToken::generate();
+    write_private(&path, token.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    println!("The admin token (for /admin and the page's operator view) is kept in {}:", path.display());
+    println!("{token}");
+    Ok(token)
+}
+
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -141,7 +159,8 @@ fn init_logging(format: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
-        builder.json().init();
+        // Flattened, so that `task.id` is a top-level field of each JSON line.
+        builder.json().flatten_event(true).with_current_span(false).init();
     } else {
         builder.init();
     }

@@ -17,21 +17,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization header; send `Authorization: Bearer <key>`"))?;
-        let value = header
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
-        // The scheme is matched exactly (case-insensitively), never by stripping characters.
-        let secret = match value.get(..7) {
-            Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => &value[7..],
-            _ => return Err(ApiError::unauthorized("the Authorization header must use the Bearer scheme")),
-        };
-        if secret.is_empty() {
-            return Err(ApiError::unauthorized("the Bearer key is empty"));
-        }
+        let secret = bearer(parts)?;
         let key = state
             .engine
             .store()
@@ -40,6 +26,42 @@ impl FromRequestParts<AppState> for Caller {
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?;
         Ok(Caller(key))
+    }
+}
+
+/// The secret of an `Authorization: Bearer <secret>` header.
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization header; send `Authorization: Bearer <key>`"))?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    // The scheme is matched exactly (case-insensitively), never by stripping characters.
+    let secret = match value.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => &value[7..],
+        _ => return Err(ApiError::unauthorized("the Authorization header must use the Bearer scheme")),
+    };
+    if secret.is_empty() {
+        return Err(ApiError::unauthorized("the Bearer key is empty"));
+    }
+    Ok(secret)
+}
+
+/// A caller holding the admin token. API keys are not admin credentials, whatever their rights.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let secret = bearer(parts)?;
+        if state.admin.matches(secret) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::unauthorized("invalid admin token (the admin API takes the admin token, not an API key)"))
+        }
     }
 }
 

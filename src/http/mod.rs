@@ -1,11 +1,13 @@
 //! The HTTP layer: routing, extractors, wire types and errors. It knows axum and JSON,
 //! and nothing of SQL or upstream formats.
 
+mod admin;
 mod error;
 mod extract;
 mod files;
 mod luma;
 mod openapi;
+mod metrics;
 mod ops;
 pub mod wire;
 
@@ -25,6 +27,7 @@ pub use error::ApiError;
 pub use openapi::{document as openapi_document, document_json as openapi_json};
 
 use crate::blobs::LocalBlobs;
+use crate::keys::AdminToken;
 use crate::tasks::model::Tier;
 use crate::tasks::Engine;
 
@@ -38,6 +41,8 @@ pub struct AppState {
     pub link_ttl: Duration,
     pub body_limit: usize,
     pub ready: Arc<AtomicBool>,
+    /// The admin API's credential.
+    pub admin: Arc<AdminToken>,
 }
 
 /// HTTP settings that are not handler state.
@@ -53,7 +58,9 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
         .nest("/luma", luma::routes(Tier::Relax))
         .nest("/pro/luma", luma::routes(Tier::Pro))
         .merge(ops::routes())
-        .merge(openapi::routes());
+        .merge(openapi::routes())
+        .merge(metrics::routes())
+        .merge(admin::routes());
     if let Some(blobs) = config.local_blobs {
         app = app.merge(files::routes(blobs));
     }
@@ -63,6 +70,7 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
             ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this path")
         })
         .layer(DefaultBodyLimit::max(state.body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("a handler panicked"))

@@ -21,7 +21,21 @@ use super::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "lumagate", description = "A self-hosted gateway for AI video generation. The contract is API.md; this document is generated from the code."),
-    paths(super::ops::healthz, super::ops::readyz, super::files::serve, openapi_json),
+    paths(
+        super::ops::healthz,
+        super::ops::readyz,
+        super::files::serve,
+        openapi_json,
+        super::metrics::scrape,
+        super::admin::accounts,
+        super::admin::enable,
+        super::admin::disable,
+        super::admin::queue,
+        super::admin::keys,
+        super::admin::create_key,
+        super::admin::revoke_key,
+        super::admin::failures,
+    ),
     components(schemas(super::error::ErrorBody, super::error::ErrorDetail)),
     modifiers(&BearerAuth),
 )]
@@ -46,6 +60,15 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("an API key made by an operator")).build()),
+        );
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("the admin token (LUMAGATE_ADMIN_TOKEN, or DATA_DIR/admin.token)"))
+                    .build(),
+            ),
         );
     }
 }
@@ -133,6 +156,13 @@ mod tests {
             "/healthz",
             "/readyz",
             "/openapi.json",
+            "/metrics",
+            "/admin/accounts",
+            "/admin/accounts/{id}/disable",
+            "/admin/queue",
+            "/admin/keys",
+            "/admin/keys/{id}",
+            "/admin/failures",
         ] {
             assert!(paths.iter().any(|p| *p == expected), "{expected} is missing from {paths:?}");
         }

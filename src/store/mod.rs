@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::accounts::Account;
 use crate::keys::ApiKey;
-use crate::tasks::model::{NewTask, Task, Tier, VideoRef};
+use crate::tasks::model::{NewTask, State, Task, Tier, VideoRef};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -102,6 +102,22 @@ pub trait TaskStore: Send + Sync {
     async fn recent_finishes(&self, count: u64) -> StoreResult<Vec<i64>>;
     /// Dispatch times of the most recently dispatched tasks of a tier, newest first.
     async fn recent_dispatches(&self, tier: Tier, count: u64) -> StoreResult<Vec<i64>>;
+    /// Number of tasks per (tier, state), for metrics.
+    async fn task_counts(&self) -> StoreResult<Vec<(Tier, State, u64)>>;
+    /// The most recently failed tasks with their reasons, newest first, for operators.
+    async fn recent_failures(&self, limit: u64) -> StoreResult<Vec<Failure>>;
+}
+
+/// A failed task as operators see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub task_id: Uuid,
+    pub key_id: String,
+    pub tier: Tier,
+    pub account_id: Option<String>,
+    pub reason: String,
+    /// Microseconds since the epoch.
+    pub failed_at: i64,
 }
 
 /// Everything the engine needs from persistence.

@@ -13,15 +13,17 @@ mod service;
 mod worker;
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::Account;
+use crate::accounts::{Account, AccountHealth};
 use crate::blobs::BlobStore;
 use crate::media::intake::{Fetcher, IntakeLimits};
+use crate::metrics::{Levels, Metrics};
 use crate::providers::Providers;
 use crate::store::Store;
 
@@ -50,6 +52,23 @@ pub struct EngineConfig {
 /// How long the dispatcher trusts its copy of the account pool.
 const ACCOUNTS_TTL: Duration = Duration::from_secs(1);
 
+/// One account and how it is doing.
+#[derive(Debug, Clone)]
+pub struct AccountStatus {
+    pub account: Account,
+    /// Tasks holding one of its slots.
+    pub in_flight: u32,
+    pub health: AccountHealth,
+}
+
+/// The pool and the queue, as operators see them.
+#[derive(Debug, Clone)]
+pub struct PoolStatus {
+    pub accounts: Vec<AccountStatus>,
+    /// Queued tasks per tier.
+    pub queue_depth: Vec<(model::Tier, u64)>,
+}
+
 /// The task engine, shared by the HTTP layer and the background loops.
 pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
@@ -70,6 +89,10 @@ pub struct Engine {
     /// How fast the queue has been draining, for wait estimates.
     pub(crate) rates: estimate::DrainRates,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) metrics: Metrics,
+    /// When a slot last came free (microseconds), so dispatch latency can be measured
+    /// from the moment a waiting task and a free slot both existed.
+    pub(crate) slot_freed_at: AtomicI64,
 }
 
 impl Engine {
@@ -95,6 +118,8 @@ impl Engine {
             accounts_read_at: Mutex::new(None),
             rates: estimate::DrainRates::default(),
             shutdown: CancellationToken::new(),
+            metrics: Metrics::new(),
+            slot_freed_at: AtomicI64::new(model::now_micros()),
         })
     }
 
@@ -104,6 +129,42 @@ impl Engine {
 
     pub fn blobs(&self) -> &Arc<dyn BlobStore> {
         &self.blobs
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The pool as operators see it: each account with its slots in use and health,
+    /// and the queue depth per tier. Read from the store, so it is true for every replica.
+    pub async fn pool_status(&self) -> Result<PoolStatus, crate::store::StoreError> {
+        let accounts = self.store.accounts().await?;
+        let in_flight = self.store.in_flight().await?;
+        let (relax, pro) = self.store.queue_depth().await?;
+        let now = model::now_micros();
+        let accounts = accounts
+            .into_iter()
+            .map(|a| AccountStatus {
+                in_flight: in_flight.get(&a.id).copied().unwrap_or(0),
+                health: a.health(now),
+                account: a,
+            })
+            .collect();
+        Ok(PoolStatus { accounts, queue_depth: vec![(model::Tier::Relax, relax), (model::Tier::Pro, pro)] })
+    }
+
+    /// The levels `/metrics` reports, read at scrape time.
+    pub async fn metric_levels(&self) -> Result<Levels, crate::store::StoreError> {
+        let pool = self.pool_status().await?;
+        Ok(Levels {
+            tasks: self.store.task_counts().await?,
+            queue_depth: pool.queue_depth,
+            accounts: pool
+                .accounts
+                .into_iter()
+                .map(|s| (s.account.id, s.account.concurrency, s.in_flight, s.health))
+                .collect(),
+        })
     }
 
     /// Starts the dispatcher and the lease sweeper; resumes unfinished work at once.

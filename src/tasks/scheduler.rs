@@ -12,6 +12,7 @@ use super::model::{now_micros, Task, Tier};
 use super::estimate::RATE_SAMPLE;
 use super::Engine;
 use crate::accounts::Account;
+use crate::metrics::TierOnly;
 
 /// Queued tasks looked at per dispatch pass (skipping ones whose pinned account is full).
 const CANDIDATES_PER_PASS: u64 = 64;
@@ -72,7 +73,9 @@ impl Engine {
             }
             if let Some(pinned) = &pinned {
                 if let Some(reason) = pinned_unusable(&accounts, pinned) {
-                    self.store.fail(task.id, None, &reason, now).await?;
+                    if self.store.fail(task.id, None, &reason, now).await? {
+                        self.metrics.task_finished(task.tier, super::model::State::Failed);
+                    }
                     continue;
                 }
             }
@@ -81,6 +84,13 @@ impl Engine {
             };
             let lease_until = now + self.config.lease_ttl.as_micros() as i64;
             if self.store.claim(task.id, &account, &self.owner, lease_until).await? {
+                let claimed = now_micros();
+                let waited = (claimed - task.created_at).max(0);
+                // A task that arrived to a free slot waited for dispatch since it arrived;
+                // one that waited for capacity, since the last slot came free.
+                let since = task.created_at.max(self.slot_freed_at.load(std::sync::atomic::Ordering::Relaxed));
+                self.metrics.queue_wait.get_or_create(&TierOnly { tier: task.tier.as_str() }).observe(waited as f64 / 1e6);
+                self.metrics.dispatch_latency.observe((claimed - since).max(0) as f64 / 1e6);
                 tracing::info!(task.id = %task.id, account = %account, tier = task.tier.as_str(), "task dispatched");
                 *free.get_mut(account.as_str()).expect("chosen from free") -= 1;
                 total_free -= 1;

@@ -189,6 +189,7 @@ impl Engine {
             },
             other => other.into(),
         })?;
+        self.metrics.task_created(stored.tier);
         tracing::info!(task.id = %stored.id, tier = stored.tier.as_str(), "task accepted");
         self.wake.notify_one();
         self.info(stored).await

@@ -11,6 +11,7 @@ use super::model::{now_micros, State, Task, VideoRef};
 use super::Engine;
 use crate::accounts::Account;
 use crate::blobs::key;
+use crate::metrics::UpstreamErrorKind;
 use crate::providers::{Job, ProviderError, UpstreamStatus, VideoProvider, VideoSource};
 
 /// How a worker stopped, when it did not reach a terminal state itself.
@@ -28,6 +29,7 @@ struct RunningGuard<'a>(&'a Engine, Uuid);
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         self.0.running.lock().expect("running set").remove(&self.1);
+        self.0.slot_freed_at.store(now_micros(), std::sync::atomic::Ordering::Relaxed);
         self.0.wake.notify_one();
     }
 }
@@ -67,6 +69,7 @@ impl Engine {
             }
             Stop::Fail(reason) => {
                 if self.store.fail(id, Some(&self.owner), &reason, now).await? {
+                    self.metrics.task_finished(task.tier, State::Failed);
                     tracing::info!(task.id = %id, reason = %reason, "task failed");
                 }
             }
@@ -116,11 +119,15 @@ impl Engine {
                 Ok(UpstreamStatus::Finished(source)) => {
                     // The upstream's capacity is free now; the next task needn't wait for the download.
                     if self.store.release_slot(id, &self.owner, now_micros()).await? {
+                        self.slot_freed_at.store(now_micros(), std::sync::atomic::Ordering::Relaxed);
                         self.wake.notify_one();
                     }
                     return self.finish(task, source).await;
                 }
-                Ok(UpstreamStatus::Failed { reason }) => return Ok(Stop::Fail(reason)),
+                Ok(UpstreamStatus::Failed { reason }) => {
+                    self.metrics.upstream_error(&account.id, UpstreamErrorKind::Failed);
+                    return Ok(Stop::Fail(reason));
+                }
                 Err(e) => match self.react(account, e, &mut retries, true).await? {
                     Some(stop) => return Ok(stop),
                     None => continue,
@@ -128,6 +135,7 @@ impl Engine {
             }
             let idle = Duration::from_micros((now_micros() - last_progress).max(0) as u64);
             if idle > self.config.progress_timeout {
+                self.metrics.upstream_error(&account.id, UpstreamErrorKind::Timeout);
                 return Ok(Stop::Fail(format!(
                     "timed out: the upstream showed no progress for {} s",
                     self.config.progress_timeout.as_secs()
@@ -180,6 +188,13 @@ impl Engine {
     /// Decides what an upstream error means for the task and the account. `None` means
     /// "try again" (after a pause that this function already waited).
     async fn react(&self, account: &Account, e: ProviderError, retries: &mut u32, submitted: bool) -> Result<Option<Stop>, crate::store::StoreError> {
+        let kind = match &e {
+            ProviderError::RateLimited { .. } => UpstreamErrorKind::RateLimited,
+            ProviderError::AccountAuth(_) => UpstreamErrorKind::AccountAuth,
+            ProviderError::Rejected(_) => UpstreamErrorKind::Rejected,
+            ProviderError::Transient(_) => UpstreamErrorKind::Transient,
+        };
+        self.metrics.upstream_error(&account.id, kind);
         match e {
             ProviderError::RateLimited { retry_after } => {
                 let wait = retry_after.unwrap_or(Duration::from_secs(30));
@@ -232,6 +247,7 @@ impl Engine {
             }
         }
         if self.store.complete(task.id, &self.owner, &video, now_micros()).await? {
+            self.metrics.task_finished(task.tier, State::Completed);
             tracing::info!(task.id = %task.id, width, height, duration_secs, "task completed");
         }
         Ok(Stop::LetGo)

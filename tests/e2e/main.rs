@@ -7,13 +7,16 @@ mod client;
 mod fixtures;
 mod harness;
 
+mod admin;
 mod auth;
 mod concurrency;
 mod create;
 mod extend;
 mod files;
+mod generate;
 mod images;
 mod listing;
 mod openapi;
+mod metrics;
 mod restart;
 mod tasks;

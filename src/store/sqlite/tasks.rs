@@ -6,7 +6,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{db, SqliteStore};
-use crate::store::{QueueStanding, StoreError, StoreResult, TaskStore};
+use crate::store::{Failure, QueueStanding, StoreError, StoreResult, TaskStore};
 use crate::tasks::model::{NewTask, State, Task, Tier, VideoRef};
 
 /// Unfinished and holding an account: the tasks a worker drives under a lease.
@@ -290,6 +290,44 @@ impl TaskStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)
+    }
+
+    async fn task_counts(&self) -> StoreResult<Vec<(Tier, State, u64)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as("SELECT tier, state, COUNT(*) FROM tasks GROUP BY tier, state")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (tier, state, n) in rows {
+            let tier = Tier::parse(&tier).ok_or_else(|| db(format!("unknown tier {tier:?} in tasks")))?;
+            let state = State::parse(&state).ok_or_else(|| db(format!("unknown state {state:?} in tasks")))?;
+            out.push((tier, state, n as u64));
+        }
+        Ok(out)
+    }
+
+    async fn recent_failures(&self, limit: u64) -> StoreResult<Vec<Failure>> {
+        let rows = sqlx::query(
+            "SELECT id, key_id, tier, account_id, failure_reason, finished_at FROM tasks
+             WHERE state = 'failed' ORDER BY finished_at DESC LIMIT ?",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let tier: String = r.get("tier");
+                Ok(Failure {
+                    task_id: Uuid::parse_str(r.get("id")).map_err(db)?,
+                    key_id: r.get("key_id"),
+                    tier: Tier::parse(&tier).ok_or_else(|| db(format!("unknown tier {tier:?} in tasks")))?,
+                    account_id: r.get("account_id"),
+                    reason: r.get::<Option<String>, _>("failure_reason").unwrap_or_default(),
+                    failed_at: r.get::<Option<i64>, _>("finished_at").unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 }
 
