@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)   # tests decode rendered videos
 command -v nasm >/dev/null 2>&1 || need_apt+=(nasm)        # optional: 4x faster H.264 encoding
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)            # the browser test of the page (large: only once)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)       # runs the browser test
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
@@ -14,6 +17,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# The browser test's driver, pinned, under target/ (ignored); reinstalled only when the pin changes.
+PLAYWRIGHT_CORE=1.65.1
+if ! grep -qs "\"version\": \"$PLAYWRIGHT_CORE\"" target/node/node_modules/playwright-core/package.json; then
+  echo "installing playwright-core@$PLAYWRIGHT_CORE (npm, under target/node)"
+  mkdir -p target/node
+  npm install --prefix target/node --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT_CORE"
+fi
+
 # Two cores: build once, then run the tests two at a time.
 cargo build --locked --tests --bins
 cargo test --locked --lib --bins --tests -- --test-threads 2
+
+# The web page in headless Chromium against the real binary; screenshots in target/screenshots/.
+node tests/browser/page.mjs

@@ -9,6 +9,7 @@ mod luma;
 mod openapi;
 mod metrics;
 mod ops;
+mod page;
 pub mod wire;
 
 use std::sync::atomic::AtomicBool;
@@ -60,7 +61,8 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
         .merge(ops::routes())
         .merge(openapi::routes())
         .merge(metrics::routes())
-        .merge(admin::routes());
+        .merge(admin::routes())
+        .merge(page::routes());
     if let Some(blobs) = config.local_blobs {
         app = app.merge(files::routes(blobs));
     }
