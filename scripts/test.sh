@@ -10,6 +10,8 @@ command -v nasm >/dev/null 2>&1 || need_apt+=(nasm)        # optional: 4x faster
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)            # the browser test of the page (large: only once)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)       # runs the browser test
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)  # schemathesis (scripts/api-fuzz.sh)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
@@ -31,3 +33,5 @@ cargo test --locked --lib --bins --tests -- --test-threads 2
 
 # The web page in headless Chromium against the real binary; screenshots in target/screenshots/.
 node tests/browser/page.mjs
+# schemathesis against the built binary and its OpenAPI document (installs into target/venv).
+bash scripts/api-fuzz.sh target/debug/lumagate

@@ -22,6 +22,16 @@ pub struct Config {
     pub public_url: Option<String>,
     pub link_ttl_secs: u64,
     pub body_limit_bytes: usize,
+    /// Sustained requests per second per API key; 0 turns the limit off.
+    pub rate_limit_per_sec: u32,
+    /// Requests a key may make at once above the sustained rate.
+    pub rate_limit_burst: u32,
+    /// Time a client has to send a request's headers.
+    pub header_timeout_secs: u64,
+    /// Time a client has to send a request's body.
+    pub body_timeout_secs: u64,
+    /// Open connections at most; more wait in the listen backlog.
+    pub max_connections: usize,
     pub cors_origins: Vec<String>,
     pub relax_queue_limit: u64,
     /// Slots kept free for pro; unset keeps one when the pool has at least two.
@@ -91,6 +101,12 @@ impl Default for Config {
             link_ttl_secs: 3600,
             // Two base64 keyframes at the image limit, plus the rest of the body.
             body_limit_bytes: 30 * 1024 * 1024,
+            // A poller of a few hundred tasks every few seconds stays well inside this.
+            rate_limit_per_sec: 200,
+            rate_limit_burst: 400,
+            header_timeout_secs: 10,
+            body_timeout_secs: 60,
+            max_connections: 4096,
             cors_origins: vec!["*".into()],
             relax_queue_limit: 10_000,
             pro_reserved_slots: None,
@@ -155,6 +171,11 @@ impl Config {
         }
         parse("LUMAGATE_LINK_TTL_SECS", var("LUMAGATE_LINK_TTL_SECS"), &mut self.link_ttl_secs)?;
         parse("LUMAGATE_BODY_LIMIT_BYTES", var("LUMAGATE_BODY_LIMIT_BYTES"), &mut self.body_limit_bytes)?;
+        parse("LUMAGATE_RATE_LIMIT_PER_SEC", var("LUMAGATE_RATE_LIMIT_PER_SEC"), &mut self.rate_limit_per_sec)?;
+        parse("LUMAGATE_RATE_LIMIT_BURST", var("LUMAGATE_RATE_LIMIT_BURST"), &mut self.rate_limit_burst)?;
+        parse("LUMAGATE_HEADER_TIMEOUT_SECS", var("LUMAGATE_HEADER_TIMEOUT_SECS"), &mut self.header_timeout_secs)?;
+        parse("LUMAGATE_BODY_TIMEOUT_SECS", var("LUMAGATE_BODY_TIMEOUT_SECS"), &mut self.body_timeout_secs)?;
+        parse("LUMAGATE_MAX_CONNECTIONS", var("LUMAGATE_MAX_CONNECTIONS"), &mut self.max_connections)?;
         parse("LUMAGATE_RELAX_QUEUE_LIMIT", var("LUMAGATE_RELAX_QUEUE_LIMIT"), &mut self.relax_queue_limit)?;
         if let Some(v) = var("LUMAGATE_PRO_RESERVED_SLOTS").filter(|v| !v.is_empty()) {
             self.pro_reserved_slots = Some(v.parse().map_err(|e| anyhow::anyhow!("LUMAGATE_PRO_RESERVED_SLOTS={v}: {e}"))?);
@@ -182,6 +203,12 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(0.0..=1.0).contains(&self.sandbox.fail_rate) {
             bail!("sandbox fail_rate must be between 0 and 1, got {}", self.sandbox.fail_rate);
+        }
+        if self.header_timeout_secs == 0 || self.body_timeout_secs == 0 {
+            bail!("header_timeout_secs and body_timeout_secs must be at least 1");
+        }
+        if self.max_connections == 0 {
+            bail!("max_connections must be at least 1");
         }
         if self.lease_ttl_secs < 3 {
             bail!("lease_ttl_secs must be at least 3");

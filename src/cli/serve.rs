@@ -12,6 +12,8 @@ use super::Location;
 use crate::blobs::signing::LinkSigner;
 use crate::blobs::LocalBlobs;
 use crate::config::{Config, DEFAULT_SANDBOX_ACCOUNT};
+use crate::http::rate::KeyRateLimit;
+use crate::http::server::{self, ServerLimits};
 use crate::http::{router, AppState, HttpConfig};
 use crate::keys::{issue, AdminToken};
 use crate::media::intake::IntakeLimits;
@@ -73,9 +75,20 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
         public_url: config.public_url.clone(),
         link_ttl: Duration::from_secs(config.link_ttl_secs),
         body_limit: config.body_limit_bytes,
+        body_timeout: Duration::from_secs(config.body_timeout_secs),
+        rate_limit: KeyRateLimit::new(config.rate_limit_per_sec, config.rate_limit_burst).map(Arc::new),
         ready: ready.clone(),
         admin: Arc::new(AdminToken::new(&admin_token(&config)?)),
     };
+    if let Some(limit) = state.rate_limit.clone() {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                limit.forget_idle();
+            }
+        });
+    }
     let app = router(state, HttpConfig { cors_origins: config.cors_origins.clone(), local_blobs: Some(blobs) });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -84,13 +97,16 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
     ready.store(true, Ordering::SeqCst);
 
     let stopping = ready.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: no new work");
-            stopping.store(false, Ordering::SeqCst);
-        })
-        .await?;
+    let limits = ServerLimits {
+        header_timeout: Duration::from_secs(config.header_timeout_secs),
+        max_connections: config.max_connections,
+    };
+    server::serve(listener, app, limits, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new work");
+        stopping.store(false, Ordering::SeqCst);
+    })
+    .await;
     engine.shutdown().await;
     Ok(())
 }

@@ -48,6 +48,7 @@ impl ApiError {
             StatusCode::FORBIDDEN => ("forbidden", "permission_error"),
             StatusCode::NOT_FOUND => ("not_found", "invalid_request_error"),
             StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "invalid_request_error"),
+            StatusCode::REQUEST_TIMEOUT => ("timeout", "invalid_request_error"),
             StatusCode::CONFLICT => ("conflict", "invalid_request_error"),
             StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "invalid_request_error"),
             StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "rate_limit_error"),

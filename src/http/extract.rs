@@ -25,6 +25,9 @@ impl FromRequestParts<AppState> for Caller {
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?;
+        if let Some(limit) = &state.rate_limit {
+            limit.check(&key.id)?;
+        }
         Ok(Caller(key))
     }
 }
@@ -100,9 +103,25 @@ impl FromRequest<AppState> for Body {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body is larger than the limit of {} bytes", state.body_limit),
             )),
+            // The body timeout surfaces as a body error; it is the client's slowness, not a bad request.
+            Err(e) if is_timeout(&e) => Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request body did not arrive within {} seconds", state.body_timeout.as_secs()),
+            )),
             Err(e) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
         }
     }
+}
+
+fn is_timeout(e: &axum::extract::rejection::BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// The single path parameter, with a bad one (say, invalid percent-encoding) answered

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Body, Caller, Origin, PathParam};
-use super::wire::{DownloadLink, GenerationBody, TaskView};
+use super::wire::{DownloadLink, ExtendBody, GenerationBody, TaskView};
 use super::AppState;
 use crate::blobs::LinkKind;
 use crate::tasks::model::Tier;
@@ -49,7 +49,7 @@ pub(super) async fn create(State(state): State<AppState>, Caller(key): Caller, O
 /// Continue a completed task's video.
 #[utoipa::path(post, path = "/generations/{id}/extend", operation_id = "extend", security(("bearer" = [])),
     params(("id" = String, Path, description = "The parent task")),
-    request_body(content = GenerationBody, content_type = "application/json"),
+    request_body(content = ExtendBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The new task", body = TaskView),
         (status = 400, description = "The body breaks the contract; the message names the field", body = ErrorBody),
@@ -115,7 +115,7 @@ pub(super) async fn list(State(state): State<AppState>, Caller(key): Caller, Ori
             _ => {}
         }
     }
-    let offset = number(offset.as_deref(), "offset", 0, 0, u64::MAX)?;
+    let offset = number(offset.as_deref(), "offset", 0, 0, i64::MAX as u64)?;
     let limit = number(limit.as_deref(), "limit", 20, 1, 100)?;
     let tasks = state.engine.list(&key, offset, limit).await?;
     Ok(Json(tasks.iter().map(|t| view(&state, t, &origin)).collect()))
@@ -151,7 +151,7 @@ fn number(raw: Option<&str>, name: &str, default: u64, min: u64, max: u64) -> Re
     let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(default) };
     match raw.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ if max == u64::MAX => Err(ApiError::bad_request(format!("{name} must be a non-negative integer"))),
+        _ if max == i64::MAX as u64 => Err(ApiError::bad_request(format!("{name} must be a non-negative 64-bit integer"))),
         _ => Err(ApiError::bad_request(format!("{name} must be an integer from {min} to {max}"))),
     }
 }

@@ -10,6 +10,8 @@ mod openapi;
 mod metrics;
 mod ops;
 mod page;
+pub mod rate;
+pub mod server;
 pub mod wire;
 
 use std::sync::atomic::AtomicBool;
@@ -21,6 +23,7 @@ use axum::http::{header, HeaderName, Method};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -41,6 +44,10 @@ pub struct AppState {
     /// Validity of signed links in task objects and `download_video_url`.
     pub link_ttl: Duration,
     pub body_limit: usize,
+    /// Time a client has to send a request's body (408 beyond).
+    pub body_timeout: Duration,
+    /// Per-key request budget; `None` means unlimited.
+    pub rate_limit: Option<Arc<rate::KeyRateLimit>>,
     pub ready: Arc<AtomicBool>,
     /// The admin API's credential.
     pub admin: Arc<AdminToken>,
@@ -73,6 +80,7 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
         })
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(RequestBodyTimeoutLayer::new(state.body_timeout))
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("a handler panicked"))

@@ -106,7 +106,7 @@ mod tests {
     }
 }
 
-/// The create and extend body (API.md §3.1, §3.2). An empty string or `null` means
+/// The create body (API.md §3.1). An empty string or `null` means
 /// "not given"; unknown fields are ignored.
 //
 // For the document only: bodies are parsed loosely (tasks::request) so that each error
@@ -117,10 +117,42 @@ pub struct GenerationBody {
     /// Required (non-blank) on create when no `image_url` is given.
     #[schema(schema_with = prompt_schema)]
     user_prompt: Option<String>,
-    /// Start keyframe: an http(s) URL, a `data:image/...;base64,` URI, or bare base64. Not allowed on extend.
+    /// Start keyframe: an http(s) URL, a `data:image/...;base64,` URI, or bare base64. 
     #[schema(schema_with = optional_string)]
     image_url: Option<String>,
     /// End keyframe, same forms as `image_url`.
+    #[schema(schema_with = optional_string)]
+    image_end_url: Option<String>,
+    #[schema(schema_with = aspect_ratio_schema)]
+    aspect_ratio: Option<String>,
+    #[schema(schema_with = optional_bool)]
+    expand_prompt: Option<bool>,
+    /// The last frame returns to the first; not with `image_end_url`.
+    #[schema(schema_with = optional_bool)]
+    r#loop: Option<bool>,
+    #[schema(schema_with = resolution_schema)]
+    resolution: Option<String>,
+    #[schema(schema_with = duration_schema)]
+    duration: Option<String>,
+    #[schema(schema_with = model_schema)]
+    model_name: Option<String>,
+    /// An http(s) URL that receives the task on every state change.
+    #[schema(schema_with = optional_string)]
+    notify_hook: Option<String>,
+}
+
+/// The extend body (API.md §3.2): as create, but the parent's last frame is the start
+/// frame, so there is no `image_url`.
+//
+// For the document only: bodies are parsed loosely (tasks::request) so that each error
+// names its field. The allowed values come from the model's own lists.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ExtendBody {
+    /// The new segment's prompt.
+    #[schema(schema_with = prompt_schema)]
+    user_prompt: Option<String>,
+    /// End keyframe: an http(s) URL, a `data:image/...;base64,` URI, or bare base64.
     #[schema(schema_with = optional_string)]
     image_end_url: Option<String>,
     #[schema(schema_with = aspect_ratio_schema)]
