@@ -42,6 +42,8 @@ pub fn routes(tier: Tier) -> Router<AppState> {
     ))]
 pub(super) async fn create(State(state): State<AppState>, Caller(key): Caller, Origin(origin): Origin, Body(body): Body, tier: Tier) -> Result<Json<TaskView>, ApiError> {
     let req = parse_generation(&body, RequestKind::Create).map_err(|e| ApiError::bad_request(e.0))?;
+    // The raw body (up to the body limit) is not needed while images are checked.
+    drop(body);
     let info = state.engine.create(&key, tier, req).await?;
     Ok(Json(view(&state, &info, &origin)))
 }
@@ -72,6 +74,7 @@ pub(super) async fn extend(
 ) -> Result<Json<TaskView>, ApiError> {
     let parent = task_id(&id)?;
     let req = parse_generation(&body, RequestKind::Extend).map_err(|e| ApiError::bad_request(e.0))?;
+    drop(body);
     let info = state.engine.extend(&key, tier, parent, req).await?;
     Ok(Json(view(&state, &info, &origin)))
 }

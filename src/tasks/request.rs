@@ -44,14 +44,15 @@ pub fn parse_generation(body: &[u8], kind: RequestKind) -> Result<GenerationRequ
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| InvalidRequest(format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(fields) = value else {
+    let Value::Object(mut fields) = value else {
         return Err(InvalidRequest("request body must be a JSON object".into()));
     };
-    let f = Fields(&fields);
+    let mut f = Fields(&mut fields);
 
     let prompt = f.string("user_prompt")?.unwrap_or_default();
-    let image_url = f.string("image_url")?;
-    let image_end_url = f.string("image_end_url")?;
+    // Images can be megabytes of base64: moved out, not copied.
+    let image_url = f.take_string("image_url")?;
+    let image_end_url = f.take_string("image_end_url")?;
     let looped = f.boolean("loop")?.unwrap_or(false);
 
     if prompt.chars().count() > MAX_PROMPT_CHARS {
@@ -101,9 +102,18 @@ pub fn parse_generation(body: &[u8], kind: RequestKind) -> Result<GenerationRequ
 }
 
 /// Typed access to the body's fields, with field-named errors.
-struct Fields<'a>(&'a Map<String, Value>);
+struct Fields<'a>(&'a mut Map<String, Value>);
 
 impl Fields<'_> {
+    /// Like [`Fields::string`], moving the value out of the body.
+    fn take_string(&mut self, name: &str) -> Result<Option<String>, InvalidRequest> {
+        self.string(name)?;
+        match self.0.remove(name) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
+            _ => Ok(None),
+        }
+    }
+
     /// A string field; absent, `null` and `""` all mean "not given".
     fn string(&self, name: &str) -> Result<Option<String>, InvalidRequest> {
         match self.0.get(name) {

@@ -277,6 +277,16 @@ impl IntakeError {
 /// given" before calling). URLs are fetched with `fetcher` under `limits`
 /// (`fetch_timeout`, `max_redirects`, `max_bytes` are taken from `limits`, not from
 /// the limits the fetcher was built with).
+/// Image decodes that may run at once, process-wide. A full decode holds up to
+/// `max_pixels × 4` bytes, so this bounds the memory concurrent image creates can take;
+/// decoding is CPU-bound, so more at once would not finish sooner.
+pub const MAX_CONCURRENT_DECODES: usize = 2;
+static DECODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_DECODES);
+
+async fn decode_turn() -> tokio::sync::SemaphorePermit<'static> {
+    DECODES.acquire().await.expect("the decode semaphore is never closed")
+}
+
 pub async fn intake(
     field: &str,
     input: &str,
@@ -285,10 +295,15 @@ pub async fn intake(
 ) -> Result<Keyframe, IntakeError> {
     match input::parse_input(field, input)? {
         input::Input::Url(url) => {
+            // Fetches run freely (a slow host must not hold up others); decodes take turns.
             let bytes = fetcher.fetch(field, url, limits).await?;
+            let _turn = decode_turn().await;
             decode::validate(field, bytes, limits).await
         }
         input::Input::Base64 { text, bare } => {
+            // The turn is taken before the base64 is decoded, so waiting requests hold
+            // only their request text, not a decoded copy too.
+            let _turn = decode_turn().await;
             let checked = match input::decode_base64(field, text, limits.max_bytes) {
                 Ok(bytes) => decode::validate(field, bytes, limits).await,
                 Err(e) => Err(e),
