@@ -52,7 +52,7 @@ PY
 status=0
 run() {
   "$VENV/bin/st" run "http://127.0.0.1:$PORT/openapi.json" \
-    --checks all --exclude-checks positive_data_acceptance --max-examples "$EXAMPLES" --seed 8 --workers 2 \
+    --checks all --exclude-checks positive_data_acceptance --max-examples "$EXAMPLES" --seed 8 --workers 1 \
     --request-timeout 20 --suppress-health-check all --no-color "$@" || status=1
 }
 echo "== schemathesis with a valid key"
