@@ -102,6 +102,7 @@ async fn main() {
         // What an operator configures: the upstream's expected run time.
         default_run_time: RUN_TIME,
         intake: IntakeLimits::default(),
+        results: Default::default(),
     };
     let providers = Providers::default().with("clocked", upstream.clone());
     let engine = Engine::new(store.clone(), blobs, providers, config, "bench".into(), vec![]);

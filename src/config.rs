@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::accounts::Account;
 use crate::keys::{parse_models, parse_tiers};
 use crate::tasks::model::{Model, Tier};
+use crate::tasks::WatermarkPolicy;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -43,6 +44,13 @@ pub struct Config {
     /// The admin API's credential; unset: one is generated at first start and kept in
     /// `admin.token` in the data folder.
     pub admin_token: Option<String>,
+    /// Relax videos from upstreams that deliver them clean: `burn` a visible watermark in
+    /// with FFmpeg, or leave them as they are (`none`).
+    pub watermark: WatermarkPolicy,
+    /// Largest upstream video lumagate downloads.
+    pub max_video_bytes: u64,
+    /// Time limit of one request to an upstream API.
+    pub upstream_timeout_secs: u64,
     pub sandbox: SandboxSection,
     pub intake: IntakeSection,
     pub accounts: Vec<AccountSection>,
@@ -115,6 +123,9 @@ impl Default for Config {
             progress_timeout_secs: 600,
             transient_retries: 5,
             admin_token: None,
+            watermark: WatermarkPolicy::Burn,
+            max_video_bytes: 512 * 1024 * 1024,
+            upstream_timeout_secs: 30,
             sandbox: SandboxSection::default(),
             intake: IntakeSection::default(),
             accounts: Vec::new(),
@@ -186,6 +197,10 @@ impl Config {
         if let Some(token) = var("LUMAGATE_ADMIN_TOKEN").filter(|v| !v.is_empty()) {
             self.admin_token = Some(token);
         }
+        parse("LUMAGATE_TRANSIENT_RETRIES", var("LUMAGATE_TRANSIENT_RETRIES"), &mut self.transient_retries)?;
+        parse("LUMAGATE_WATERMARK", var("LUMAGATE_WATERMARK"), &mut self.watermark)?;
+        parse("LUMAGATE_MAX_VIDEO_BYTES", var("LUMAGATE_MAX_VIDEO_BYTES"), &mut self.max_video_bytes)?;
+        parse("LUMAGATE_UPSTREAM_TIMEOUT_SECS", var("LUMAGATE_UPSTREAM_TIMEOUT_SECS"), &mut self.upstream_timeout_secs)?;
         parse("LUMAGATE_SANDBOX_DELAY_MS", var("LUMAGATE_SANDBOX_DELAY_MS"), &mut self.sandbox.delay_ms)?;
         parse("LUMAGATE_SANDBOX_SLOTS", var("LUMAGATE_SANDBOX_SLOTS"), &mut self.sandbox.slots)?;
         parse("LUMAGATE_SANDBOX_FAIL_RATE", var("LUMAGATE_SANDBOX_FAIL_RATE"), &mut self.sandbox.fail_rate)?;
@@ -236,12 +251,12 @@ impl Config {
                 };
                 let models = match &a.models {
                     Some(m) => parse_models(&m.join(",")).map_err(|e| anyhow::anyhow!("account {}: {e}", a.id))?,
-                    None => Model::ALL.to_vec(),
+                    None => crate::providers::models_of(&a.provider).unwrap_or(Model::ALL).to_vec(),
                 };
                 if a.concurrency == 0 {
                     bail!("account {}: concurrency must be at least 1", a.id);
                 }
-                Ok(Account {
+                let account = Account {
                     id: a.id.clone(),
                     provider: a.provider.clone(),
                     concurrency: a.concurrency,
@@ -252,7 +267,9 @@ impl Config {
                     disabled_reason: None,
                     cooldown_until: None,
                     credentials: a.credentials.clone(),
-                })
+                };
+                crate::providers::check_account(&account).map_err(anyhow::Error::msg)?;
+                Ok(account)
             })
             .collect()
     }

@@ -14,7 +14,7 @@ pub enum AccountsCommand {
     Add {
         /// Account id, also its name in logs and the operator view.
         id: String,
-        /// Provider adapter: sandbox, ...
+        /// Provider adapter: sandbox, luma-api (Dream Machine: ray-v1, ray-v2) or luma-agents (ray-v3).
         #[arg(long)]
         provider: String,
         /// Tasks the account may run at once.
@@ -22,12 +22,14 @@ pub enum AccountsCommand {
         concurrency: u32,
         #[arg(long, default_value = "relax,pro")]
         tiers: String,
-        #[arg(long, default_value = "ray-v1,ray-v2,ray-v3")]
-        models: String,
+        /// Models it serves; defaults to every model its provider has.
+        #[arg(long)]
+        models: Option<String>,
         /// Relative share when several accounts are equally free.
         #[arg(long, default_value_t = 1)]
         weight: u32,
-        /// Provider credentials and settings as JSON (for example `{"api_key":"..."}`).
+        /// Provider credentials and settings as JSON: `{"api_key":"..."}`, plus an optional
+        /// `"base_url"` that overrides the upstream's address (a proxy, or a test fake).
         #[arg(long, default_value = "{}")]
         credentials: String,
         #[command(flatten)]
@@ -59,18 +61,23 @@ pub async fn run(command: AccountsCommand) -> anyhow::Result<()> {
         AccountsCommand::Add { id, provider, concurrency, tiers, models, weight, credentials, location } => {
             anyhow::ensure!(concurrency >= 1, "--concurrency must be at least 1");
             let credentials = serde_json::from_str(&credentials).map_err(|e| anyhow::anyhow!("--credentials is not JSON: {e}"))?;
+            let models = match models {
+                Some(m) => parse_models(&m).map_err(anyhow::Error::msg)?,
+                None => crate::providers::models_of(&provider).unwrap_or(crate::tasks::model::Model::ALL).to_vec(),
+            };
             let account = Account {
                 id: id.clone(),
                 provider,
                 concurrency,
                 tiers: parse_tiers(&tiers).map_err(anyhow::Error::msg)?,
-                models: parse_models(&models).map_err(anyhow::Error::msg)?,
+                models,
                 weight,
                 enabled: true,
                 disabled_reason: None,
                 cooldown_until: None,
                 credentials,
             };
+            crate::providers::check_account(&account).map_err(anyhow::Error::msg)?;
             let store = Location::open_store(&location.config()?).await?;
             store.upsert_account(&account).await?;
             println!("account {id} saved");

@@ -17,11 +17,16 @@ use crate::http::server::{self, ServerLimits};
 use crate::http::{router, AppState, HttpConfig};
 use crate::keys::{issue, AdminToken};
 use crate::media::intake::IntakeLimits;
+use crate::accounts::Account;
+use crate::media::ffmpeg;
+use crate::providers::luma_agents::{self, LumaAgents};
+use crate::providers::luma_api::{self, LumaApi};
 use crate::providers::sandbox::{Sandbox, SandboxConfig, PROVIDER as SANDBOX};
-use crate::providers::Providers;
+use crate::providers::upstream::{KeyframeLinks, UpstreamHttp};
+use crate::providers::{Providers, VideoProvider};
 use crate::store::{AccountStore, KeyStore};
 use crate::tasks::model::{Model, Tier};
-use crate::tasks::{Engine, EngineConfig};
+use crate::tasks::{Engine, EngineConfig, ResultPolicy, WatermarkPolicy};
 
 /// Lease owner of the embedded deployment: one process per data folder, so a restarted
 /// process is the same owner and resumes its tasks at once instead of waiting for expiry.
@@ -52,13 +57,23 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
     let signer = LinkSigner::new(signing_secret(&config)?);
     let blobs = Arc::new(LocalBlobs::new(config.data_dir.join("blobs"), signer));
     std::fs::create_dir_all(blobs.root()).context("creating the blob folder")?;
-    let providers = Providers::default().with(
-        SANDBOX,
-        Arc::new(Sandbox::new(SandboxConfig {
-            delay: Duration::from_millis(config.sandbox.delay_ms),
-            fail_rate: config.sandbox.fail_rate,
-        })),
-    );
+    let links = KeyframeLinks {
+        blobs: blobs.clone(),
+        public_url: config.public_url.clone(),
+        ttl: Duration::from_secs(config.link_ttl_secs),
+    };
+    let http = UpstreamHttp::new(Duration::from_secs(config.upstream_timeout_secs.max(1)));
+    let providers = Providers::default()
+        .with(
+            SANDBOX,
+            Arc::new(Sandbox::new(SandboxConfig {
+                delay: Duration::from_millis(config.sandbox.delay_ms),
+                fail_rate: config.sandbox.fail_rate,
+            })),
+        )
+        .with(luma_api::PROVIDER, Arc::new(LumaApi::new(http.clone(), links.clone())))
+        .with(luma_agents::PROVIDER, Arc::new(LumaAgents::new(http, links)));
+    preflight(&config, &store.accounts().await?, &providers).await;
     let engine = Engine::new(
         store,
         blobs.clone(),
@@ -111,6 +126,45 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
     Ok(())
 }
 
+/// Says at start-up what the pool needs and lacks: a public URL for upstreams that fetch
+/// keyframes by link, FFmpeg for the watermark policy. Neither stops the start (text-only
+/// tasks still work), but each is said plainly, naming the accounts concerned.
+async fn preflight(config: &Config, accounts: &[Account], providers: &Providers) {
+    let uses = |want: &dyn Fn(&dyn VideoProvider) -> bool| -> Vec<String> {
+        accounts
+            .iter()
+            .filter(|a| a.enabled && providers.get(&a.provider).is_some_and(|p| want(p.as_ref())))
+            .map(|a| a.id.clone())
+            .collect()
+    };
+    let need_url = uses(&|p| p.needs_public_url());
+    if config.public_url.is_none() && !need_url.is_empty() {
+        let msg = format!(
+            "accounts {} fetch keyframe images by URL, but no public URL is set: set LUMAGATE_PUBLIC_URL (or public_url) to an origin the upstream can reach, or tasks with images on them will fail",
+            need_url.join(", ")
+        );
+        eprintln!("warning: {msg}");
+        tracing::warn!("{msg}");
+    }
+    let clean = uses(&|p| p.clean_videos());
+    if !clean.is_empty() {
+        match (config.watermark, ffmpeg::version().await) {
+            (WatermarkPolicy::Burn, None) => {
+                let msg = format!(
+                    "the watermark policy is `burn` and accounts {} deliver clean videos, but `ffmpeg` is not installed: install FFmpeg (with libx264), or set LUMAGATE_WATERMARK=none; until then their relax tasks fail",
+                    clean.join(", ")
+                );
+                eprintln!("warning: {msg}");
+                tracing::warn!("{msg}");
+            }
+            (policy, Some(version)) => tracing::info!(watermark = ?policy, ffmpeg = %version, "upstream result processing ready"),
+            (WatermarkPolicy::None, None) => tracing::warn!(
+                "ffmpeg is not installed: extensions whose upstream returns only the new segment cannot be joined to their parent"
+            ),
+        }
+    }
+}
+
 fn engine_config(config: &Config) -> EngineConfig {
     let total_slots: u32 = config.accounts().map(|a| a.iter().map(|a| a.concurrency).sum()).unwrap_or(1);
     let sandbox_tick = Duration::from_millis((config.sandbox.delay_ms / 5).clamp(20, 1000));
@@ -128,6 +182,11 @@ fn engine_config(config: &Config) -> EngineConfig {
             max_side: config.intake.max_side,
             fetch_timeout: Duration::from_secs(config.intake.fetch_timeout_secs),
             ..IntakeLimits::default()
+        },
+        results: ResultPolicy {
+            max_video_bytes: config.max_video_bytes,
+            download_timeout: Duration::from_secs(config.upstream_timeout_secs.max(1) * 10),
+            watermark: config.watermark,
         },
     }
 }

@@ -1,7 +1,10 @@
 //! Upstream video providers behind one trait. Only a provider module knows its
 //! upstream's wire format; the engine sees jobs, statuses and classified errors.
 
+pub mod luma_agents;
+pub mod luma_api;
 pub mod sandbox;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +15,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::accounts::Account;
-use crate::tasks::model::{Params, Tier};
+use crate::tasks::model::{AspectRatio, ClipDuration, Model, Params, Tier};
 
 /// What a provider is asked to make.
 #[derive(Debug, Clone)]
@@ -30,10 +33,41 @@ pub struct Job {
     pub parent_upstream_id: Option<String>,
 }
 
-/// A finished video. Upstreams that hand out URLs will add a variant to download from.
+/// A finished video: made here, or waiting at an upstream URL that expires soon.
 #[derive(Debug)]
 pub enum VideoSource {
     Rendered { mp4: Vec<u8>, thumbnail_jpeg: Vec<u8>, width: u32, height: u32, duration_secs: f64 },
+    /// The worker downloads it at once (size-capped, with retries), probes it and makes
+    /// the thumbnail unless the upstream offers one.
+    Url { video: String, thumbnail: Option<String> },
+}
+
+/// What a task asks of an upstream, as far as choosing an account goes: providers refuse
+/// what their upstream cannot make before the task is accepted (a clear `400`), instead
+/// of failing it later.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask {
+    pub model: Model,
+    pub aspect_ratio: AspectRatio,
+    pub duration: ClipDuration,
+    pub looped: bool,
+    pub start_image: bool,
+    pub end_image: bool,
+    pub extend: bool,
+}
+
+impl Ask {
+    pub fn of(params: &Params, extend: bool) -> Ask {
+        Ask {
+            model: params.model,
+            aspect_ratio: params.aspect_ratio,
+            duration: params.duration,
+            looped: params.looped,
+            start_image: params.start_image.is_some(),
+            end_image: params.end_image.is_some(),
+            extend,
+        }
+    }
 }
 
 /// Where an upstream generation stands.
@@ -73,6 +107,49 @@ pub trait VideoProvider: Send + Sync {
     async fn recover(&self, _account: &Account, _job: &Job, _attempt: &str) -> Option<String> {
         None
     }
+    /// Why this upstream cannot make what is asked, if it cannot.
+    fn check(&self, _ask: &Ask) -> Result<(), String> {
+        Ok(())
+    }
+    /// Whether its videos come without a visible watermark, so that the deployment's
+    /// watermark policy applies to relax tasks.
+    fn clean_videos(&self) -> bool {
+        false
+    }
+    /// Whether its accounts need `LUMAGATE_PUBLIC_URL` (the upstream fetches keyframes by URL).
+    fn needs_public_url(&self) -> bool {
+        false
+    }
+}
+
+/// The models a provider's upstream has, by provider name; `None` for an unknown provider.
+/// Accounts default to these, and may not list others.
+pub fn models_of(provider: &str) -> Option<&'static [Model]> {
+    match provider {
+        sandbox::PROVIDER => Some(Model::ALL),
+        luma_api::PROVIDER => Some(&[Model::RayV1, Model::RayV2]),
+        luma_agents::PROVIDER => Some(&[Model::RayV3]),
+        _ => None,
+    }
+}
+
+/// Checks an account's provider and models; the message names what is wrong.
+pub fn check_account(account: &Account) -> Result<(), String> {
+    let Some(served) = models_of(&account.provider) else {
+        return Err(format!(
+            "account {}: unknown provider `{}` (known: {}, {}, {})",
+            account.id,
+            account.provider,
+            sandbox::PROVIDER,
+            luma_api::PROVIDER,
+            luma_agents::PROVIDER
+        ));
+    };
+    if let Some(m) = account.models.iter().find(|m| !served.contains(m)) {
+        let list: Vec<&str> = served.iter().map(|m| m.as_str()).collect();
+        return Err(format!("account {}: provider {} does not serve {} (it serves {})", account.id, account.provider, m.as_str(), list.join(", ")));
+    }
+    Ok(())
 }
 
 /// The providers this process can talk to, by name.

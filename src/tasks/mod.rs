@@ -8,6 +8,7 @@
 mod estimate;
 pub mod model;
 pub mod request;
+mod rehost;
 mod scheduler;
 mod service;
 mod worker;
@@ -27,6 +28,7 @@ use crate::metrics::{Levels, Metrics};
 use crate::providers::Providers;
 use crate::store::Store;
 
+pub use rehost::{ResultPolicy, WatermarkPolicy};
 pub use service::{EngineError, TaskInfo};
 
 /// Tunables of the engine.
@@ -47,6 +49,8 @@ pub struct EngineConfig {
     /// Used for estimates before any task has completed.
     pub default_run_time: Duration,
     pub intake: IntakeLimits,
+    /// Downloading and processing upstream results.
+    pub results: ResultPolicy,
 }
 
 /// How long the dispatcher trusts its copy of the account pool.
@@ -75,6 +79,8 @@ pub struct Engine {
     pub(crate) blobs: Arc<dyn BlobStore>,
     pub(crate) providers: Providers,
     pub(crate) fetcher: Fetcher,
+    /// Downloads upstream results (their hosts are the upstream's, not callers').
+    pub(crate) downloads: reqwest::Client,
     pub(crate) config: EngineConfig,
     /// Lease owner name of this process's workers.
     pub(crate) owner: String,
@@ -110,6 +116,11 @@ impl Engine {
             blobs,
             providers,
             fetcher,
+            downloads: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .no_proxy()
+                .build()
+                .expect("a TLS backend is compiled in"),
             config,
             owner,
             wake: Notify::new(),

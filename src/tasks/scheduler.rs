@@ -13,6 +13,7 @@ use super::estimate::RATE_SAMPLE;
 use super::Engine;
 use crate::accounts::Account;
 use crate::metrics::TierOnly;
+use crate::providers::Ask;
 
 /// Queued tasks looked at per dispatch pass (skipping ones whose pinned account is full).
 const CANDIDATES_PER_PASS: u64 = 64;
@@ -79,7 +80,9 @@ impl Engine {
                     continue;
                 }
             }
-            let Some(account) = choose_account(&accounts, &free, &task, pinned.as_deref(), now) else {
+            let ask = Ask::of(&task.params, task.parent_id.is_some());
+            let upstream_can = |a: &Account| self.providers.get(&a.provider).is_some_and(|p| p.check(&ask).is_ok());
+            let Some(account) = choose_account(&accounts, &free, &task, pinned.as_deref(), now, upstream_can) else {
                 continue;
             };
             let lease_until = now + self.config.lease_ttl.as_micros() as i64;
@@ -148,10 +151,18 @@ fn pinned_unusable(accounts: &[Account], pinned: &str) -> Option<String> {
 
 /// The least busy account (by share of free slots) that may serve the task; ties are
 /// broken at random, weighted by the accounts' weights.
-fn choose_account(accounts: &[Account], free: &HashMap<&str, u32>, task: &Task, pinned: Option<&str>, now: i64) -> Option<String> {
+fn choose_account(
+    accounts: &[Account],
+    free: &HashMap<&str, u32>,
+    task: &Task,
+    pinned: Option<&str>,
+    now: i64,
+    upstream_can: impl Fn(&Account) -> bool,
+) -> Option<String> {
     let fits = |a: &&Account| {
         pinned.is_none_or(|p| p == a.id)
             && a.serves(task.tier, task.params.model, now)
+            && upstream_can(a)
             && free.get(a.id.as_str()).is_some_and(|n| *n > 0)
     };
     let share = |a: &Account| free[a.id.as_str()] as f64 / a.concurrency.max(1) as f64;

@@ -11,6 +11,7 @@ use super::Engine;
 use crate::blobs::key;
 use crate::keys::ApiKey;
 use crate::media::intake;
+use crate::providers::Ask;
 use crate::store::{QueueStanding, StoreError};
 
 /// Why an operation was refused; each maps to one HTTP status.
@@ -52,7 +53,7 @@ pub struct TaskInfo {
 impl Engine {
     /// Validates, stores the keyframes and persists a new task; then wakes the dispatcher.
     pub async fn create(self: &Arc<Self>, caller: &ApiKey, tier: Tier, req: GenerationRequest) -> Result<TaskInfo, EngineError> {
-        self.authorize(caller, tier, &req)?;
+        self.authorize(caller, tier, &req, false)?;
         let id = Uuid::new_v4();
         let start_image = self.keep_keyframe(id, "image_url", "start", req.image_url.as_deref()).await?;
         let end_image = self.keep_keyframe(id, "image_end_url", "end", req.image_end_url.as_deref()).await?;
@@ -77,7 +78,8 @@ impl Engine {
         }
         // The parent's frame shape always wins: the video continues, it cannot change shape.
         req.aspect_ratio = parent.params.aspect_ratio;
-        self.authorize(caller, tier, &req)?;
+        self.authorize(caller, tier, &req, true)?;
+        self.check_account(parent.account_id.as_deref(), &ask(&req, true))?;
         let id = Uuid::new_v4();
         let end_image = self.keep_keyframe(id, "image_end_url", "end", req.image_end_url.as_deref()).await?;
         let task = new_task(id, caller, tier, &req, None, end_image, Some(parent_id), parent.account_id.clone());
@@ -119,7 +121,7 @@ impl Engine {
         }
     }
 
-    fn authorize(&self, caller: &ApiKey, tier: Tier, req: &GenerationRequest) -> Result<(), EngineError> {
+    fn authorize(&self, caller: &ApiKey, tier: Tier, req: &GenerationRequest, extend: bool) -> Result<(), EngineError> {
         if !caller.may_use_tier(tier) {
             return Err(EngineError::Forbidden(format!("this key may not use the {} tier", tier.as_str())));
         }
@@ -136,7 +138,26 @@ impl Engine {
                 tier.as_str()
             )));
         }
-        Ok(())
+        // Some upstream must be able to make exactly this; else say why, before accepting it.
+        let ask = ask(req, extend);
+        let mut refusals = Vec::new();
+        for account in self.cached_accounts().iter().filter(|a| a.enabled && a.tiers.contains(&tier) && a.models.contains(&req.model)) {
+            match self.providers.get(&account.provider).map(|p| p.check(&ask)) {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(reason)) if !refusals.contains(&reason) => refusals.push(reason),
+                _ => {}
+            }
+        }
+        Err(EngineError::Invalid(refusals.join("; ")))
+    }
+
+    /// An extension runs on its parent's account: that account's upstream must accept it.
+    fn check_account(&self, account_id: Option<&str>, ask: &Ask) -> Result<(), EngineError> {
+        let account = self.cached_accounts().into_iter().find(|a| Some(a.id.as_str()) == account_id);
+        match account.and_then(|a| self.providers.get(&a.provider)) {
+            Some(provider) => provider.check(ask).map_err(EngineError::Invalid),
+            None => Ok(()), // the dispatcher fails it with the account's reason
+        }
     }
 
     /// Reads, validates and stores one keyframe input; returns its blob key.
@@ -205,6 +226,19 @@ impl Engine {
         let estimate = self.rates.wait(standing, task.tier, slots, self.config.default_run_time).as_secs_f64();
         // Rounded to the nearest second: rounding up would bias every short wait.
         Ok(TaskInfo { task, queue_position: Some(standing.ahead + 1), estimate_wait_seconds: Some(estimate.round() as u64) })
+    }
+}
+
+/// What a request asks of an upstream, before its keyframes are stored.
+fn ask(req: &GenerationRequest, extend: bool) -> Ask {
+    Ask {
+        model: req.model,
+        aspect_ratio: req.aspect_ratio,
+        duration: req.duration,
+        looped: req.looped,
+        start_image: req.image_url.is_some(),
+        end_image: req.image_end_url.is_some(),
+        extend,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Drives one dispatched task to its end: submit (once), poll while renewing the lease,
-//! re-host the result, and reach a terminal state by compare-and-set.
+//! re-host the result (see `rehost`), and reach a terminal state by compare-and-set.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,10 +8,12 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::model::{now_micros, State, Task, VideoRef};
+use super::rehost::Rehosted;
 use super::Engine;
 use crate::accounts::Account;
 use crate::blobs::key;
 use crate::metrics::UpstreamErrorKind;
+use crate::media::probe::VideoInfo;
 use crate::providers::{Job, ProviderError, UpstreamStatus, VideoProvider, VideoSource};
 
 /// How a worker stopped, when it did not reach a terminal state itself.
@@ -122,7 +124,22 @@ impl Engine {
                         self.slot_freed_at.store(now_micros(), std::sync::atomic::Ordering::Relaxed);
                         self.wake.notify_one();
                     }
-                    return self.finish(task, source).await;
+                    match source {
+                        VideoSource::Rendered { mp4, thumbnail_jpeg, width, height, duration_secs } => {
+                            let info = VideoInfo { width, height, duration_secs };
+                            return self.finish(task, Rehosted { mp4, thumbnail_jpeg, info }).await;
+                        }
+                        // A failed download polls again: the upstream mints a fresh link.
+                        VideoSource::Url { video, thumbnail } => {
+                            match self.rehost(task, job, provider.clean_videos(), &video, thumbnail.as_deref()).await {
+                                Ok(rehosted) => return self.finish(task, rehosted).await,
+                                Err(e) => match self.react(account, e, &mut retries, true).await? {
+                                    Some(stop) => return Ok(stop),
+                                    None => continue,
+                                },
+                            }
+                        }
+                    }
                 }
                 Ok(UpstreamStatus::Failed { reason }) => {
                     self.metrics.upstream_error(&account.id, UpstreamErrorKind::Failed);
@@ -161,7 +178,9 @@ impl Engine {
         }
         let mut retries = 0;
         loop {
-            let attempt = Uuid::new_v4().simple().to_string();
+            // Starts with the time, so a provider that recovers by listing the upstream's
+            // generations knows how far back to look.
+            let attempt = format!("{}-{}", now_micros() / 1000, Uuid::new_v4().simple());
             if !self.store.record_attempt(task.id, &self.owner, &attempt).await? {
                 return Ok(Err(Stop::LetGo));
             }
@@ -231,8 +250,8 @@ impl Engine {
     }
 
     /// Re-hosts the result in lumagate's storage, then completes the task.
-    async fn finish(&self, task: &Task, source: VideoSource) -> Result<Stop, crate::store::StoreError> {
-        let VideoSource::Rendered { mp4, thumbnail_jpeg, width, height, duration_secs } = source;
+    async fn finish(&self, task: &Task, result: Rehosted) -> Result<Stop, crate::store::StoreError> {
+        let Rehosted { mp4, thumbnail_jpeg, info: VideoInfo { width, height, duration_secs } } = result;
         let video = VideoRef {
             video_key: key::video(task.id),
             thumbnail_key: key::thumbnail(task.id),

@@ -120,6 +120,29 @@ pub fn watermark_rect(width: u32, height: u32) -> (u32, u32, u32, u32) {
     text::watermark_rect(width, height)
 }
 
+/// The watermark as an RGBA PNG for a `width`×`height` frame, with where it goes (`x`, `y`):
+/// the same look as the rendered one (a half-dark box, nearly white letters), for FFmpeg to
+/// burn onto videos made elsewhere.
+pub fn watermark_png(width: u32, height: u32) -> Result<(u32, u32, Vec<u8>), RenderError> {
+    let (x, y, w, h) = watermark_rect(width, height);
+    // Drawn at full strength on grey, so backdrop (black) and ink (white) tell apart.
+    let mut frame = RgbImage::from_pixel(width, height, image::Rgb([128, 128, 128]));
+    text::watermark(width, height).draw(&mut frame, 256, 256);
+    let mut png = image::RgbaImage::new(w.max(1), h.max(1));
+    for (px, py, out) in png.enumerate_pixels_mut() {
+        let ink = frame.get_pixel((x + px).min(width - 1), (y + py).min(height - 1))[0] > 128;
+        *out = if ink {
+            image::Rgba([255, 255, 255, WATERMARK_INK as u8])
+        } else {
+            image::Rgba([0, 0, 0, WATERMARK_BACKDROP as u8])
+        };
+    }
+    let mut bytes = Vec::new();
+    png.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .map_err(|e| RenderError::Encode(e.to_string()))?;
+    Ok((x, y, bytes))
+}
+
 /// Renders `spec` (and its parents) into an MP4 and a thumbnail.
 pub fn render(spec: &RenderSpec) -> Result<Rendered, RenderError> {
     let (width, height) = (spec.width, spec.height);

@@ -209,6 +209,7 @@ async fn engine(
         transient_retries: 2,
         default_run_time: Duration::from_secs(10),
         intake: IntakeLimits::default(),
+        results: Default::default(),
     };
     let providers = Providers::default().with("scripted", upstream.clone());
     let engine = Engine::new(store.clone(), blobs, providers, config, owner.into(), vec![]);
