@@ -39,6 +39,15 @@ pub struct App {
 impl App {
     /// Starts a server with the given `LUMAGATE_*` settings; the sandbox delay defaults to 500 ms.
     pub async fn start(settings: &[(&str, &str)]) -> App {
+        let mut app = App::prepare(settings).await;
+        app.launch().await;
+        app
+    }
+
+    /// A data folder with a key, not started yet: for CLI setup (accounts) before the first
+    /// start. A setting's `{origin}` becomes the server's own origin (its port is chosen at
+    /// launch), e.g. `LUMAGATE_PUBLIC_URL={origin}`.
+    pub async fn prepare(settings: &[(&str, &str)]) -> App {
         let dir = tempfile::Builder::new().prefix("lumagate-e2e-").tempdir().expect("temp dir");
         let mut env: Vec<(String, String)> = vec![("LUMAGATE_SANDBOX_DELAY_MS".into(), "500".into())];
         for (k, v) in settings {
@@ -52,7 +61,6 @@ impl App {
             .expect("http client");
         let mut app = App { dir, env, child: None, port: 0, key: Key { id: String::new(), secret: String::new() }, http };
         app.key = app.create_key("e2e", "relax,pro", None).await;
-        app.launch().await;
         app
     }
 
@@ -81,7 +89,8 @@ impl App {
                 cmd.env_remove(name);
             }
         }
-        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let origin = self.origin();
+        cmd.envs(self.env.iter().map(|(k, v)| (k.clone(), v.replace("{origin}", &origin))));
         cmd
     }
 
@@ -123,9 +132,11 @@ impl App {
         assert!(out.contains(id), "revoke should name the key: {out}");
     }
 
-    async fn launch(&mut self) {
+    /// Starts `serve` on a free port and waits until it is ready.
+    pub async fn launch(&mut self) {
         for _ in 0..5 {
             let port = free_port();
+            self.port = port;
             let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
             let out = std::fs::OpenOptions::new()
                 .create(true)
@@ -140,7 +151,6 @@ impl App {
                 .spawn()
                 .expect("spawning lumagate serve");
             self.child = Some(child);
-            self.port = port;
             match self.wait_ready().await {
                 Ok(()) => return,
                 Err(status) => {

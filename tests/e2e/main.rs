@@ -4,6 +4,7 @@
 //! Run with `cargo test --test e2e`.
 
 mod client;
+mod fakes;
 mod fixtures;
 mod harness;
 
@@ -22,3 +23,4 @@ mod openapi;
 mod metrics;
 mod restart;
 mod tasks;
+mod upstreams;
