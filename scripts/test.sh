@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)   # tests decode rendered videos
+command -v ffprobe >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)   # tests decode videos; upstream results are joined and watermarked with it
 command -v nasm >/dev/null 2>&1 || need_apt+=(nasm)        # optional: 4x faster H.264 encoding
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)            # the browser test of the page (large: only once)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)       # runs the browser test

@@ -307,4 +307,23 @@ mod tests {
         assert_eq!(c.relax_queue_limit, 5);
         assert_eq!(c.accounts().unwrap()[0].tiers, vec![Tier::Pro]);
     }
+
+    #[test]
+    fn upstream_accounts_default_to_their_providers_models_and_refuse_others() {
+        let c: Config = toml::from_str(
+            "[[accounts]]\nid = \"dm\"\nprovider = \"luma-api\"\ncredentials = { api_key = \"k\" }\n[[accounts]]\nid = \"ag\"\nprovider = \"luma-agents\"\n",
+        )
+        .unwrap();
+        let accounts = c.accounts().unwrap();
+        assert_eq!(accounts[0].models, vec![Model::RayV1, Model::RayV2]);
+        assert_eq!(accounts[1].models, vec![Model::RayV3]);
+        let bad: Config = toml::from_str("[[accounts]]\nid = \"dm\"\nprovider = \"luma-api\"\nmodels = [\"ray-v3\"]\n").unwrap();
+        assert!(bad.accounts().unwrap_err().to_string().contains("does not serve ray-v3"));
+        let unknown: Config = toml::from_str("[[accounts]]\nid = \"x\"\nprovider = \"lumaa\"\n").unwrap();
+        assert!(unknown.accounts().unwrap_err().to_string().contains("unknown provider"));
+        let mut c = Config::default();
+        c.apply_env(|n| (n == "LUMAGATE_WATERMARK").then(|| "none".to_string())).unwrap();
+        assert_eq!(c.watermark, WatermarkPolicy::None);
+        assert!(c.apply_env(|n| (n == "LUMAGATE_WATERMARK").then(|| "blur".to_string())).unwrap_err().to_string().contains("LUMAGATE_WATERMARK"));
+    }
 }
