@@ -103,6 +103,7 @@ async fn main() {
         default_run_time: RUN_TIME,
         intake: IntakeLimits::default(),
         results: Default::default(),
+        hook_allow_ips: Vec::new(),
     };
     let providers = Providers::default().with("clocked", upstream.clone());
     let engine = Engine::new(store.clone(), blobs, providers, config, "bench".into(), vec![]);

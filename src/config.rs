@@ -53,7 +53,32 @@ pub struct Config {
     pub upstream_timeout_secs: u64,
     pub sandbox: SandboxSection,
     pub intake: IntakeSection,
+    pub webhooks: WebhookSection,
     pub accounts: Vec<AccountSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSection {
+    /// HMAC key of webhook signatures; unset: one made at first start, kept in
+    /// `webhook.key` in the data folder.
+    pub secret: Option<String>,
+    /// A delivery is retried until this long after its state change.
+    pub retry_secs: u64,
+    /// Wait after the first failed attempt; doubles with each further one.
+    pub backoff_ms: u64,
+    /// Longest wait between attempts.
+    pub backoff_max_secs: u64,
+    /// Limit of one attempt.
+    pub timeout_secs: u64,
+    /// Addresses webhook URLs may reach despite the private-address policy (tests).
+    pub allow_ips: Vec<IpAddr>,
+}
+
+impl Default for WebhookSection {
+    fn default() -> Self {
+        WebhookSection { secret: None, retry_secs: 86_400, backoff_ms: 1000, backoff_max_secs: 600, timeout_secs: 10, allow_ips: Vec::new() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +153,7 @@ impl Default for Config {
             upstream_timeout_secs: 30,
             sandbox: SandboxSection::default(),
             intake: IntakeSection::default(),
+            webhooks: WebhookSection::default(),
             accounts: Vec::new(),
         }
     }
@@ -206,16 +232,26 @@ impl Config {
         parse("LUMAGATE_SANDBOX_FAIL_RATE", var("LUMAGATE_SANDBOX_FAIL_RATE"), &mut self.sandbox.fail_rate)?;
         parse("LUMAGATE_MAX_IMAGE_BYTES", var("LUMAGATE_MAX_IMAGE_BYTES"), &mut self.intake.max_image_bytes)?;
         if let Some(list) = var("LUMAGATE_ALLOW_FETCH_IPS").filter(|v| !v.is_empty()) {
-            self.intake.allow_fetch_ips = list
-                .split(',')
-                .map(|ip| ip.trim().parse().map_err(|e| anyhow::anyhow!("LUMAGATE_ALLOW_FETCH_IPS: `{ip}`: {e}")))
-                .collect::<anyhow::Result<_>>()?;
+            self.intake.allow_fetch_ips = ip_list("LUMAGATE_ALLOW_FETCH_IPS", &list)?;
+        }
+        if let Some(secret) = var("LUMAGATE_WEBHOOK_SECRET").filter(|v| !v.is_empty()) {
+            self.webhooks.secret = Some(secret);
+        }
+        parse("LUMAGATE_WEBHOOK_RETRY_SECS", var("LUMAGATE_WEBHOOK_RETRY_SECS"), &mut self.webhooks.retry_secs)?;
+        parse("LUMAGATE_WEBHOOK_BACKOFF_MS", var("LUMAGATE_WEBHOOK_BACKOFF_MS"), &mut self.webhooks.backoff_ms)?;
+        parse("LUMAGATE_WEBHOOK_BACKOFF_MAX_SECS", var("LUMAGATE_WEBHOOK_BACKOFF_MAX_SECS"), &mut self.webhooks.backoff_max_secs)?;
+        parse("LUMAGATE_WEBHOOK_TIMEOUT_SECS", var("LUMAGATE_WEBHOOK_TIMEOUT_SECS"), &mut self.webhooks.timeout_secs)?;
+        if let Some(list) = var("LUMAGATE_ALLOW_WEBHOOK_IPS").filter(|v| !v.is_empty()) {
+            self.webhooks.allow_ips = ip_list("LUMAGATE_ALLOW_WEBHOOK_IPS", &list)?;
         }
         Ok(())
     }
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.webhooks.backoff_ms == 0 || self.webhooks.timeout_secs == 0 {
+            bail!("webhooks backoff_ms and timeout_secs must be at least 1");
+        }
         if !(0.0..=1.0).contains(&self.sandbox.fail_rate) {
             bail!("sandbox fail_rate must be between 0 and 1, got {}", self.sandbox.fail_rate);
         }
@@ -273,6 +309,12 @@ impl Config {
             })
             .collect()
     }
+}
+
+fn ip_list(name: &str, list: &str) -> anyhow::Result<Vec<IpAddr>> {
+    list.split(',')
+        .map(|ip| ip.trim().parse().map_err(|e| anyhow::anyhow!("{name}: `{ip}`: {e}")))
+        .collect()
 }
 
 #[cfg(test)]

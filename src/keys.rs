@@ -18,6 +18,9 @@ pub struct ApiKey {
     pub name: String,
     pub tiers: Vec<Tier>,
     pub models: Vec<Model>,
+    /// Tier of tasks created on the Dream Machine surface, which has no tier in its
+    /// paths; `None` means the key's best tier.
+    pub dm_tier: Option<Tier>,
     /// Microseconds since the epoch.
     pub created_at: i64,
     pub revoked_at: Option<i64>,
@@ -30,6 +33,11 @@ impl ApiKey {
 
     pub fn may_use_model(&self, model: Model) -> bool {
         self.models.contains(&model)
+    }
+
+    /// The tier the Dream Machine surface creates with: the key's setting, else its best tier.
+    pub fn dream_machine_tier(&self) -> Tier {
+        self.dm_tier.unwrap_or(if self.may_use_tier(Tier::Pro) { Tier::Pro } else { Tier::Relax })
     }
 }
 
@@ -51,6 +59,7 @@ pub fn issue(name: &str, tiers: Vec<Tier>, models: Vec<Model>) -> IssuedKey {
         name: name.to_string(),
         tiers,
         models,
+        dm_tier: None,
         created_at: crate::tasks::model::now_micros(),
         revoked_at: None,
     };

@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod providers;
 pub mod store;
 pub mod tasks;
+pub mod webhooks;

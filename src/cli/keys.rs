@@ -6,7 +6,7 @@ use clap::Subcommand;
 use super::Location;
 use crate::keys::{issue, parse_models, parse_tiers};
 use crate::store::KeyStore;
-use crate::tasks::model::Model;
+use crate::tasks::model::{Model, Tier};
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -20,6 +20,9 @@ pub enum KeysCommand {
         /// Models the key may use (default: all).
         #[arg(long)]
         models: Option<String>,
+        /// Tier of tasks the key creates on /dream-machine/v1 (default: its best tier).
+        #[arg(long)]
+        dm_tier: Option<String>,
         #[command(flatten)]
         location: Location,
     },
@@ -38,14 +41,23 @@ pub enum KeysCommand {
 
 pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Create { name, tiers, models, location } => {
+        KeysCommand::Create { name, tiers, models, dm_tier, location } => {
             let tiers = parse_tiers(&tiers).map_err(anyhow::Error::msg)?;
+            let dm_tier = match dm_tier {
+                Some(t) => match Tier::parse(&t) {
+                    Some(t) if tiers.contains(&t) => Some(t),
+                    Some(t) => anyhow::bail!("--dm-tier {} is not one of the key's tiers", t.as_str()),
+                    None => anyhow::bail!("unknown tier `{t}`; allowed: relax, pro"),
+                },
+                None => None,
+            };
             let models = match models {
                 Some(m) => parse_models(&m).map_err(anyhow::Error::msg)?,
                 None => Model::ALL.to_vec(),
             };
             let store = Location::open_store(&location.config()?).await?;
-            let issued = issue(&name, tiers, models);
+            let mut issued = issue(&name, tiers, models);
+            issued.key.dm_tier = dm_tier;
             store.insert_key(&issued.key, &issued.hash).await?;
             println!("created key {} ({}); it is shown only once:", issued.key.id, issued.key.name);
             println!("{}", issued.secret);

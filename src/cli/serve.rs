@@ -14,7 +14,7 @@ use crate::blobs::LocalBlobs;
 use crate::config::{Config, DEFAULT_SANDBOX_ACCOUNT};
 use crate::http::rate::KeyRateLimit;
 use crate::http::server::{self, ServerLimits};
-use crate::http::{router, AppState, HttpConfig};
+use crate::http::{router, webhook_body, AppState, HttpConfig};
 use crate::keys::{issue, AdminToken};
 use crate::media::intake::IntakeLimits;
 use crate::accounts::Account;
@@ -27,6 +27,7 @@ use crate::providers::{Providers, VideoProvider};
 use crate::store::{AccountStore, KeyStore};
 use crate::tasks::model::{Model, Tier};
 use crate::tasks::{Engine, EngineConfig, ResultPolicy, WatermarkPolicy};
+use crate::webhooks::{Render, Report, WebhookConfig, Webhooks};
 
 /// Lease owner of the embedded deployment: one process per data folder, so a restarted
 /// process is the same owner and resumes its tasks at once instead of waiting for expiry.
@@ -74,6 +75,7 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
         .with(luma_api::PROVIDER, Arc::new(LumaApi::new(http.clone(), links.clone())))
         .with(luma_agents::PROVIDER, Arc::new(LumaAgents::new(http, links)));
     preflight(&config, &store.accounts().await?, &providers).await;
+    let outbox: Arc<dyn crate::store::Store> = store.clone();
     let engine = Engine::new(
         store,
         blobs.clone(),
@@ -83,6 +85,11 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
         config.intake.allow_fetch_ips.clone(),
     );
     engine.start().await?;
+    let counted = engine.clone();
+    let report: Report = Arc::new(move |outcome| counted.metrics().webhook_delivery(outcome));
+    let webhooks = Webhooks::new(outbox, render_webhook(&config, blobs.clone()), report, webhook_config(&config)?);
+    let stop_webhooks = tokio_util::sync::CancellationToken::new();
+    webhooks.start(stop_webhooks.clone());
 
     let ready = Arc::new(AtomicBool::new(false));
     let state = AppState {
@@ -123,6 +130,7 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
     })
     .await;
     engine.shutdown().await;
+    stop_webhooks.cancel();
     Ok(())
 }
 
@@ -165,6 +173,32 @@ async fn preflight(config: &Config, accounts: &[Account], providers: &Providers)
     }
 }
 
+fn webhook_config(config: &Config) -> anyhow::Result<WebhookConfig> {
+    let w = &config.webhooks;
+    let secret = match &w.secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => stored_secret(config, "webhook.key")?,
+    };
+    Ok(WebhookConfig {
+        retry_period: Duration::from_secs(w.retry_secs),
+        backoff_base: Duration::from_millis(w.backoff_ms),
+        backoff_max: Duration::from_secs(w.backoff_max_secs.max(1)),
+        timeout: Duration::from_secs(w.timeout_secs),
+        poll_interval: Duration::from_millis(w.backoff_ms.clamp(20, 250)),
+        concurrency: 16,
+        allow_ips: w.allow_ips.clone(),
+        secret,
+    })
+}
+
+/// Webhook bodies carry links like API answers do: from the public URL, or (having no
+/// request to take a Host from) the listen address.
+fn render_webhook(config: &Config, blobs: Arc<LocalBlobs>) -> Render {
+    let origin = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
+    let ttl = Duration::from_secs(config.link_ttl_secs);
+    Arc::new(move |task| webhook_body(task, blobs.as_ref(), &origin, ttl))
+}
+
 fn engine_config(config: &Config) -> EngineConfig {
     let total_slots: u32 = config.accounts().map(|a| a.iter().map(|a| a.concurrency).sum()).unwrap_or(1);
     let sandbox_tick = Duration::from_millis((config.sandbox.delay_ms / 5).clamp(20, 1000));
@@ -188,12 +222,18 @@ fn engine_config(config: &Config) -> EngineConfig {
             download_timeout: Duration::from_secs(config.upstream_timeout_secs.max(1) * 10),
             watermark: config.watermark,
         },
+        hook_allow_ips: config.webhooks.allow_ips.clone(),
     }
 }
 
 /// The HMAC secret for links: created on first start, kept in the data folder.
 fn signing_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
-    let path = config.data_dir.join("signing.key");
+    stored_secret(config, "signing.key")
+}
+
+/// A secret kept in the data folder as hex, made on first use.
+fn stored_secret(config: &Config, name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = config.data_dir.join(name);
     if let Ok(text) = std::fs::read_to_string(&path) {
         return hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()));
     }

@@ -51,6 +51,7 @@ impl ApiError {
             StatusCode::REQUEST_TIMEOUT => ("timeout", "invalid_request_error"),
             StatusCode::CONFLICT => ("conflict", "invalid_request_error"),
             StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "invalid_request_error"),
+            StatusCode::UNPROCESSABLE_ENTITY => ("idempotency_key_reused", "invalid_request_error"),
             StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "rate_limit_error"),
             StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "server_error"),
             _ => ("internal_error", "server_error"),
@@ -66,6 +67,7 @@ impl From<EngineError> for ApiError {
             EngineError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
             EngineError::NotFound => ApiError::not_found("no such task"),
             EngineError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            EngineError::Unprocessable(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
             EngineError::Busy { message, retry_after_secs } => ApiError {
                 retry_after_secs: Some(retry_after_secs),
                 ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, message)

@@ -9,6 +9,7 @@ use axum::http::{header, StatusCode};
 use super::error::ApiError;
 use super::AppState;
 use crate::keys::{hash_secret, ApiKey};
+use crate::tasks::model::Idempotency;
 
 /// The authenticated caller.
 pub struct Caller(pub ApiKey);
@@ -136,5 +137,41 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
             Ok(Path(value)) => Ok(PathParam(value)),
             Err(e) => Err(ApiError::bad_request(format!("invalid path: {}", e.body_text()))),
         }
+    }
+}
+
+/// The `Idempotency-Key` header, if sent: 1 to 255 printable ASCII characters.
+pub struct IdempotencyKey(pub Option<String>);
+
+/// Longest accepted `Idempotency-Key` (UUIDs and ULIDs fit many times over).
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+impl FromRequestParts<AppState> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else { return Ok(IdempotencyKey(None)) };
+        match value.to_str() {
+            Ok(v) if !v.is_empty() && v.len() <= MAX_IDEMPOTENCY_KEY && v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => {
+                Ok(IdempotencyKey(Some(v.to_string())))
+            }
+            _ => Err(ApiError::bad_request(format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+            ))),
+        }
+    }
+}
+
+impl IdempotencyKey {
+    /// The key with a digest of what it was sent with: `scope` names the surface and
+    /// operation (and tier or parent), `body` is the raw request body.
+    pub fn with_request(self, scope: &str, body: &[u8]) -> Option<Idempotency> {
+        use sha2::{Digest, Sha256};
+        let key = self.0?;
+        let mut digest = Sha256::new();
+        digest.update(scope.as_bytes());
+        digest.update([0]);
+        digest.update(body);
+        Some(Idempotency { key, request_hash: hex::encode(digest.finalize()) })
     }
 }

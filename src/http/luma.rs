@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Body, Caller, Origin, PathParam};
+use super::extract::{Body, Caller, IdempotencyKey, Origin, PathParam};
 use super::wire::{DownloadLink, ExtendBody, GenerationBody, TaskView};
 use super::AppState;
 use crate::blobs::LinkKind;
@@ -17,8 +17,9 @@ use crate::tasks::TaskInfo;
 
 /// Routes of one prefix; `tier` is the tier that creates under it.
 pub fn routes(tier: Tier) -> Router<AppState> {
-    let create = move |s: State<AppState>, c: Caller, o: Origin, b: Body| create(s, c, o, b, tier);
-    let extend = move |s: State<AppState>, c: Caller, o: Origin, p: PathParam, b: Body| extend(s, c, o, p, b, tier);
+    let create = move |s: State<AppState>, c: Caller, o: Origin, i: IdempotencyKey, b: Body| create(s, c, o, i, b, tier);
+    let extend =
+        move |s: State<AppState>, c: Caller, o: Origin, p: PathParam, i: IdempotencyKey, b: Body| extend(s, c, o, p, i, b, tier);
     Router::new()
         .route("/generations", post(create).get(list))
         .route("/generations/", post(create).get(list))
@@ -29,19 +30,29 @@ pub fn routes(tier: Tier) -> Router<AppState> {
 
 /// Create a task (relax under `/luma`, pro under `/pro/luma`).
 #[utoipa::path(post, path = "/generations", operation_id = "create", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeating a request with the same key answers the task it created")),
     request_body(content = GenerationBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "The new task", body = TaskView),
+        (status = 200, description = "The new task (or, for a repeated Idempotency-Key, the task it created)", body = TaskView),
         (status = 400, description = "The body breaks the contract; the message names the field", body = ErrorBody),
         (status = 401, description = "Missing, unknown or revoked key", body = ErrorBody),
         (status = 403, description = "The key may not use this tier or model", body = ErrorBody),
         (status = 413, description = "The body or an image is larger than the limit the message names", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used with a different request", body = ErrorBody),
         (status = 429, description = "Rate limited or the relax queue is full; see Retry-After", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "No upstream can take the task", body = ErrorBody),
     ))]
-pub(super) async fn create(State(state): State<AppState>, Caller(key): Caller, Origin(origin): Origin, Body(body): Body, tier: Tier) -> Result<Json<TaskView>, ApiError> {
-    let req = parse_generation(&body, RequestKind::Create).map_err(|e| ApiError::bad_request(e.0))?;
+pub(super) async fn create(
+    State(state): State<AppState>,
+    Caller(key): Caller,
+    Origin(origin): Origin,
+    idempotency: IdempotencyKey,
+    Body(body): Body,
+    tier: Tier,
+) -> Result<Json<TaskView>, ApiError> {
+    let mut req = parse_generation(&body, RequestKind::Create).map_err(|e| ApiError::bad_request(e.0))?;
+    req.idempotency = idempotency.with_request(&format!("luma:{}:create", tier.as_str()), &body);
     // The raw body (up to the body limit) is not needed while images are checked.
     drop(body);
     let info = state.engine.create(&key, tier, req).await?;
@@ -50,7 +61,10 @@ pub(super) async fn create(State(state): State<AppState>, Caller(key): Caller, O
 
 /// Continue a completed task's video.
 #[utoipa::path(post, path = "/generations/{id}/extend", operation_id = "extend", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The parent task")),
+    params(
+        ("id" = String, Path, description = "The parent task"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeating a request with the same key answers the task it created"),
+    ),
     request_body(content = ExtendBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The new task", body = TaskView),
@@ -60,6 +74,7 @@ pub(super) async fn create(State(state): State<AppState>, Caller(key): Caller, O
         (status = 404, description = "No such task for this key", body = ErrorBody),
         (status = 409, description = "The parent is not completed", body = ErrorBody),
         (status = 413, description = "The body or an image is larger than the limit the message names", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used with a different request", body = ErrorBody),
         (status = 429, description = "Rate limited or the relax queue is full; see Retry-After", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "No upstream can take the task", body = ErrorBody),
@@ -69,11 +84,13 @@ pub(super) async fn extend(
     Caller(key): Caller,
     Origin(origin): Origin,
     PathParam(id): PathParam,
+    idempotency: IdempotencyKey,
     Body(body): Body,
     tier: Tier,
 ) -> Result<Json<TaskView>, ApiError> {
     let parent = task_id(&id)?;
-    let req = parse_generation(&body, RequestKind::Extend).map_err(|e| ApiError::bad_request(e.0))?;
+    let mut req = parse_generation(&body, RequestKind::Extend).map_err(|e| ApiError::bad_request(e.0))?;
+    req.idempotency = idempotency.with_request(&format!("luma:{}:extend:{parent}", tier.as_str()), &body);
     drop(body);
     let info = state.engine.extend(&key, tier, parent, req).await?;
     Ok(Json(view(&state, &info, &origin)))
@@ -146,11 +163,11 @@ fn view(state: &AppState, info: &TaskInfo, origin: &str) -> TaskView {
 }
 
 /// A task id from the path; anything that is not a UUID is simply not a task.
-fn task_id(raw: &str) -> Result<Uuid, ApiError> {
+pub(super) fn task_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found("no such task"))
 }
 
-fn number(raw: Option<&str>, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ApiError> {
+pub(super) fn number(raw: Option<&str>, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ApiError> {
     let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(default) };
     match raw.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),

@@ -2,6 +2,8 @@
 //! and nothing of SQL or upstream formats.
 
 mod admin;
+mod dm_wire;
+mod dream_machine;
 mod error;
 mod extract;
 mod files;
@@ -30,10 +32,10 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 pub use openapi::{document as openapi_document, document_json as openapi_json};
 
-use crate::blobs::LocalBlobs;
+use crate::blobs::{BlobStore, LocalBlobs};
 use crate::keys::AdminToken;
-use crate::tasks::model::Tier;
-use crate::tasks::Engine;
+use crate::tasks::model::{Surface, Task, Tier};
+use crate::tasks::{Engine, TaskInfo};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -65,6 +67,7 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
     let mut app = Router::new()
         .nest("/luma", luma::routes(Tier::Relax))
         .nest("/pro/luma", luma::routes(Tier::Pro))
+        .nest("/dream-machine/v1", dream_machine::routes())
         .merge(ops::routes())
         .merge(openapi::routes())
         .merge(metrics::routes())
@@ -89,6 +92,22 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
         .layer(cors(&config.cors_origins))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// The body of a webhook delivery: the task in the shape of the surface that created it,
+/// with links signed now for `ttl`.
+pub fn webhook_body(task: &Task, blobs: &dyn BlobStore, origin: &str, ttl: Duration) -> Vec<u8> {
+    let body = match task.params.surface {
+        Surface::Reseller => {
+            let info = TaskInfo { task: task.clone(), queue_position: None, estimate_wait_seconds: None };
+            serde_json::to_vec(&wire::TaskView::new(&info, blobs, origin, ttl))
+        }
+        Surface::DreamMachine => serde_json::to_vec(&dm_wire::GenerationView::new(task, blobs, origin, ttl)),
+    };
+    body.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "could not serialise a webhook body");
+        b"{}".to_vec()
+    })
 }
 
 /// Browsers call the API cross-origin with Bearer keys (never cookies).

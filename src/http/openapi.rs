@@ -35,6 +35,14 @@ use super::AppState;
         super::admin::create_key,
         super::admin::revoke_key,
         super::admin::failures,
+        super::dream_machine::create,
+        super::dream_machine::create_legacy,
+        super::dream_machine::list,
+        super::dream_machine::read,
+        super::dream_machine::delete,
+        super::dream_machine::concepts,
+        super::dream_machine::ping,
+        super::dream_machine::credits,
     ),
     components(schemas(super::error::ErrorBody, super::error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -163,12 +171,18 @@ mod tests {
             "/admin/keys",
             "/admin/keys/{id}",
             "/admin/failures",
+            "/dream-machine/v1/generations",
+            "/dream-machine/v1/generations/video",
+            "/dream-machine/v1/generations/{id}",
+            "/dream-machine/v1/generations/concepts/list",
+            "/dream-machine/v1/ping",
+            "/dream-machine/v1/credits",
         ] {
             assert!(paths.iter().any(|p| *p == expected), "{expected} is missing from {paths:?}");
         }
         let json = super::document_json();
         assert!(json.contains("\"openapi\": \"3.1.0\""), "not OpenAPI 3.1");
-        let ids: Vec<_> = doc.paths.paths.values().flat_map(|i| [&i.get, &i.post]).flatten().map(|o| o.operation_id.clone()).collect();
+        let ids: Vec<_> = doc.paths.paths.values().flat_map(|i| [&i.get, &i.post, &i.delete]).flatten().map(|o| o.operation_id.clone()).collect();
         let mut unique = ids.clone();
         unique.sort();
         unique.dedup();

@@ -20,6 +20,10 @@ pub enum StoreError {
     /// The relax queue holds as many tasks as allowed.
     #[error("the queue is full ({limit} tasks waiting)")]
     QueueFull { limit: u64 },
+    /// The (key, Idempotency-Key) pair is already recorded: another request with the
+    /// same key won the race. The caller looks the record up again.
+    #[error("the idempotency key is already in use")]
+    IdempotencyTaken,
     #[error("database error: {0}")]
     Database(String),
 }
@@ -36,6 +40,44 @@ pub trait KeyStore: Send + Sync {
     /// Revokes a key; false when no active key has this id.
     async fn revoke_key(&self, id: &str) -> StoreResult<bool>;
     async fn count_keys(&self) -> StoreResult<u64>;
+}
+
+/// A recorded `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub request_hash: String,
+    pub task_id: Uuid,
+}
+
+/// One pending webhook delivery: the state change it reports and where it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// Outbox order; also the delivery's id, unique for the life of the database.
+    pub seq: i64,
+    pub task_id: Uuid,
+    /// The state the task entered.
+    pub state: State,
+    pub url: String,
+    /// Microseconds since the epoch when the state changed.
+    pub created_at: i64,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// The webhook outbox. Rows are written by the task transitions themselves
+/// ([`TaskStore::mark_processing`], `complete`, `fail`), never separately.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Deliveries due at `now` that are the oldest open delivery of their task (so a
+    /// task's deliveries go out in order, one at a time), oldest first.
+    async fn due_deliveries(&self, now: i64, limit: u64) -> StoreResult<Vec<Delivery>>;
+    async fn delivered(&self, seq: i64, now: i64) -> StoreResult<()>;
+    /// Records a failed attempt and when to try again.
+    async fn retry_delivery(&self, seq: i64, attempts: u32, next_attempt_at: i64, error: &str) -> StoreResult<()>;
+    /// Gives a delivery up (its retry period is spent); the task's next one may go.
+    async fn abandon_delivery(&self, seq: i64, now: i64, error: &str) -> StoreResult<()>;
+    /// Open deliveries in the outbox (for readiness and tests).
+    async fn open_deliveries(&self) -> StoreResult<u64>;
 }
 
 /// Upstream accounts and their health.
@@ -62,9 +104,18 @@ pub struct QueueStanding {
 pub trait TaskStore: Send + Sync {
     /// Persists a task and its queue entry in one transaction. Relax tasks are refused
     /// with [`StoreError::QueueFull`] when `relax_limit` tasks already wait.
+    ///
+    /// A task with an idempotency key records it in the same transaction; when the key
+    /// is already recorded nothing is stored and [`StoreError::IdempotencyTaken`] says so.
     async fn insert_task(&self, task: &NewTask, relax_limit: u64) -> StoreResult<Task>;
+    /// The task recorded under a key's `Idempotency-Key`, if any.
+    async fn idempotency_record(&self, key_id: &str, idem_key: &str) -> StoreResult<Option<IdempotencyRecord>>;
+    /// A task, deleted or not (the engine decides what a deleted task means to whom).
     async fn task(&self, id: Uuid) -> StoreResult<Option<Task>>;
-    /// A key's tasks, newest first.
+    /// Deletes a task for its owner: hides it, fails it if unfinished (no webhook for
+    /// that), drops its open deliveries and idempotency records. False if already gone.
+    async fn delete_task(&self, id: Uuid, reason: &str, now: i64) -> StoreResult<bool>;
+    /// A key's tasks that are not deleted, newest first.
     async fn tasks_of_key(&self, key_id: &str, offset: u64, limit: u64) -> StoreResult<Vec<Task>>;
     async fn queue_standing(&self, task: &Task) -> StoreResult<QueueStanding>;
     /// Number of queued tasks per tier: (relax, pro).
@@ -86,7 +137,9 @@ pub trait TaskStore: Send + Sync {
     async fn drop_leases(&self, owner: &str) -> StoreResult<u64>;
     /// Records that a submission is about to be made under this attempt id.
     async fn record_attempt(&self, id: Uuid, owner: &str, attempt: &str) -> StoreResult<bool>;
-    /// The upstream accepted the task: pending → processing.
+    /// The upstream accepted the task: pending → processing. This and the other state
+    /// changes (`complete`, `fail`) queue a webhook delivery in the same transaction
+    /// when the task has a hook URL.
     async fn mark_processing(&self, id: Uuid, owner: &str, upstream_id: &str, now: i64) -> StoreResult<bool>;
     /// Raises progress (never lowers it) and notes when it last moved.
     async fn record_progress(&self, id: Uuid, owner: &str, progress: u8, now: i64) -> StoreResult<bool>;
@@ -121,5 +174,5 @@ pub struct Failure {
 }
 
 /// Everything the engine needs from persistence.
-pub trait Store: KeyStore + AccountStore + TaskStore {}
-impl<T: KeyStore + AccountStore + TaskStore> Store for T {}
+pub trait Store: KeyStore + AccountStore + TaskStore + OutboxStore {}
+impl<T: KeyStore + AccountStore + TaskStore + OutboxStore> Store for T {}

@@ -51,6 +51,8 @@ pub struct EngineConfig {
     pub intake: IntakeLimits,
     /// Downloading and processing upstream results.
     pub results: ResultPolicy,
+    /// Addresses webhook URLs may reach despite the private-address policy (tests only).
+    pub hook_allow_ips: Vec<std::net::IpAddr>,
 }
 
 /// How long the dispatcher trusts its copy of the account pool.

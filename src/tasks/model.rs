@@ -149,6 +149,45 @@ pub struct Params {
     /// Blob key of the stored end keyframe.
     pub end_image: Option<String>,
     pub notify_hook: Option<String>,
+    /// The API surface that created the task: webhooks carry the task in its shape.
+    #[serde(default)]
+    pub surface: Surface,
+    /// The Dream Machine request as the caller sent it (images as given, unless inline),
+    /// echoed in that surface's `request` field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_echo: Option<serde_json::Value>,
+}
+
+/// The public API surfaces. Tasks are one pool; the surface decides only shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Surface {
+    /// `/luma` and `/pro/luma` (API.md §3).
+    #[default]
+    Reseller,
+    /// `/dream-machine/v1` (API.md §7).
+    DreamMachine,
+}
+
+impl Surface {
+    /// The request field that carries the webhook URL on this surface.
+    pub fn hook_field(self) -> &'static str {
+        match self {
+            Surface::Reseller => "notify_hook",
+            Surface::DreamMachine => "callback_url",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Reseller => "reseller",
+            Surface::DreamMachine => "dream_machine",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Surface> {
+        [Surface::Reseller, Surface::DreamMachine].into_iter().find(|v| v.as_str() == s)
+    }
 }
 
 /// The stored result of a completed task.
@@ -184,6 +223,8 @@ pub struct Task {
     pub lease_until: Option<i64>,
     pub dispatched_at: Option<i64>,
     pub last_progress_at: Option<i64>,
+    /// Deleted by its owner: invisible to the API, kept so extends of it still run.
+    pub deleted: bool,
 }
 
 impl Task {
@@ -205,6 +246,17 @@ pub struct NewTask {
     /// Extend tasks are pinned to the account that made their parent.
     pub pinned_account: Option<String>,
     pub created_at: i64,
+    /// Recorded with the task in the same transaction, so a repeated request finds it.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// A caller's `Idempotency-Key` and a digest of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    /// SHA-256 (hex) of the surface, the path and the body: the same key with another
+    /// request is refused rather than answered with an unrelated task.
+    pub request_hash: String,
 }
 
 /// Microseconds since the Unix epoch, the store's clock unit.

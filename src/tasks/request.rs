@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::model::{AspectRatio, ClipDuration, Model, Resolution};
+use super::model::{AspectRatio, ClipDuration, Idempotency, Model, Resolution, Surface};
 
 /// The longest prompt accepted, in characters.
 pub const MAX_PROMPT_CHARS: usize = 5000;
@@ -23,6 +23,12 @@ pub struct GenerationRequest {
     pub duration: ClipDuration,
     pub model: Model,
     pub notify_hook: Option<String>,
+    /// The surface the request came in on (names fields in errors, shapes webhooks).
+    pub surface: Surface,
+    /// The Dream Machine request as sent, for that surface's `request` echo.
+    pub request_echo: Option<serde_json::Value>,
+    /// Set from the `Idempotency-Key` header by the HTTP layer.
+    pub idempotency: Option<Idempotency>,
 }
 
 /// A request that breaks the contract; the message names the field.
@@ -98,6 +104,9 @@ pub fn parse_generation(body: &[u8], kind: RequestKind) -> Result<GenerationRequ
             .unwrap_or(ClipDuration::Five),
         model: f.choice("model_name", Model::parse, Model::ALLOWED)?.unwrap_or(Model::RayV2),
         notify_hook,
+        surface: Surface::Reseller,
+        request_echo: None,
+        idempotency: None,
     })
 }
 

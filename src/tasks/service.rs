@@ -27,6 +27,9 @@ pub enum EngineError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed but unusable as asked (an idempotency key reused with another request).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{message}")]
     Busy { message: String, retry_after_secs: u64 },
     #[error("{0}")]
@@ -53,12 +56,16 @@ pub struct TaskInfo {
 impl Engine {
     /// Validates, stores the keyframes and persists a new task; then wakes the dispatcher.
     pub async fn create(self: &Arc<Self>, caller: &ApiKey, tier: Tier, req: GenerationRequest) -> Result<TaskInfo, EngineError> {
+        if let Some(earlier) = self.replay(caller, &req).await? {
+            return Ok(earlier);
+        }
         self.authorize(caller, tier, &req, false)?;
+        self.check_hook(&req).await?;
         let id = Uuid::new_v4();
         let start_image = self.keep_keyframe(id, "image_url", "start", req.image_url.as_deref()).await?;
         let end_image = self.keep_keyframe(id, "image_end_url", "end", req.image_end_url.as_deref()).await?;
         let task = new_task(id, caller, tier, &req, start_image, end_image, None, None);
-        self.persist(task).await
+        self.persist(caller, &req, task).await
     }
 
     /// Creates a task that continues a completed task's video on the parent's account.
@@ -69,6 +76,9 @@ impl Engine {
         parent_id: Uuid,
         mut req: GenerationRequest,
     ) -> Result<TaskInfo, EngineError> {
+        if let Some(earlier) = self.replay(caller, &req).await? {
+            return Ok(earlier);
+        }
         let parent = self.owned_task(caller, parent_id).await?;
         if parent.state != State::Completed {
             return Err(EngineError::Conflict(format!(
@@ -80,10 +90,11 @@ impl Engine {
         req.aspect_ratio = parent.params.aspect_ratio;
         self.authorize(caller, tier, &req, true)?;
         self.check_account(parent.account_id.as_deref(), &ask(&req, true))?;
+        self.check_hook(&req).await?;
         let id = Uuid::new_v4();
         let end_image = self.keep_keyframe(id, "image_end_url", "end", req.image_end_url.as_deref()).await?;
         let task = new_task(id, caller, tier, &req, None, end_image, Some(parent_id), parent.account_id.clone());
-        self.persist(task).await
+        self.persist(caller, &req, task).await
     }
 
     /// One of the caller's tasks. Another key's task is indistinguishable from a missing one.
@@ -114,11 +125,51 @@ impl Engine {
         }
     }
 
+    /// Deletes one of the caller's tasks: it disappears from the API, stops if it was
+    /// still running, and sends no more webhooks.
+    pub async fn delete(&self, caller: &ApiKey, id: Uuid) -> Result<(), EngineError> {
+        self.owned_task(caller, id).await?;
+        if !self.store.delete_task(id, "deleted by its owner before it finished", now_micros()).await? {
+            return Err(EngineError::NotFound);
+        }
+        tracing::info!(task.id = %id, "task deleted");
+        Ok(())
+    }
+
     async fn owned_task(&self, caller: &ApiKey, id: Uuid) -> Result<Task, EngineError> {
         match self.store.task(id).await? {
-            Some(task) if task.key_id == caller.id => Ok(task),
+            Some(task) if task.key_id == caller.id && !task.deleted => Ok(task),
             _ => Err(EngineError::NotFound),
         }
+    }
+
+    /// The task an earlier request with the same `Idempotency-Key` created, if any. The
+    /// same key with a different request is refused: answering it with the earlier
+    /// task would hide the caller's mistake.
+    async fn replay(&self, caller: &ApiKey, req: &GenerationRequest) -> Result<Option<TaskInfo>, EngineError> {
+        let Some(idem) = &req.idempotency else { return Ok(None) };
+        let Some(record) = self.store.idempotency_record(&caller.id, &idem.key).await? else { return Ok(None) };
+        if record.request_hash != idem.request_hash {
+            return Err(EngineError::Unprocessable(format!(
+                "Idempotency-Key {:?} was already used with a different request; use a new key for a new request",
+                idem.key
+            )));
+        }
+        match self.store.task(record.task_id).await? {
+            Some(task) if task.key_id == caller.id && !task.deleted => Ok(Some(self.info_or_bare(task).await)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Refuses a webhook URL that could never be delivered to: one whose host is, or
+    /// resolves only to, a loopback, private, link-local or metadata address.
+    async fn check_hook(&self, req: &GenerationRequest) -> Result<(), EngineError> {
+        let Some(hook) = &req.notify_hook else { return Ok(()) };
+        let field = req.surface.hook_field();
+        let url = url::Url::parse(hook).map_err(|_| EngineError::Invalid(format!("{field} must be an http(s) URL")))?;
+        intake::check_destination(&url, &self.config.hook_allow_ips)
+            .await
+            .map_err(|why| EngineError::Invalid(format!("{field} is not allowed: {why}")))
     }
 
     fn authorize(&self, caller: &ApiKey, tier: Tier, req: &GenerationRequest, extend: bool) -> Result<(), EngineError> {
@@ -202,18 +253,41 @@ impl Engine {
         self.rates.wait(standing, Tier::Relax, 1, self.config.default_run_time).as_secs().clamp(1, 60)
     }
 
-    async fn persist(self: &Arc<Self>, task: NewTask) -> Result<TaskInfo, EngineError> {
-        let stored = self.store.insert_task(&task, self.config.relax_queue_limit).await.map_err(|e| match e {
-            StoreError::QueueFull { limit } => EngineError::Busy {
-                message: format!("the relax queue is full ({limit} tasks waiting); retry later or use the pro tier"),
-                retry_after_secs: self.relax_retry_after_secs(),
-            },
-            other => other.into(),
-        })?;
+    async fn persist(self: &Arc<Self>, caller: &ApiKey, req: &GenerationRequest, task: NewTask) -> Result<TaskInfo, EngineError> {
+        let stored = match self.store.insert_task(&task, self.config.relax_queue_limit).await {
+            Ok(stored) => stored,
+            Err(StoreError::QueueFull { limit }) => {
+                return Err(EngineError::Busy {
+                    message: format!("the relax queue is full ({limit} tasks waiting); retry later or use the pro tier"),
+                    retry_after_secs: self.relax_retry_after_secs(),
+                })
+            }
+            // A concurrent request with the same key got there first: answer with its task.
+            Err(StoreError::IdempotencyTaken) => {
+                return self
+                    .replay(caller, req)
+                    .await?
+                    .ok_or_else(|| EngineError::Internal("idempotency record without its task".into()))
+            }
+            Err(other) => return Err(other.into()),
+        };
         self.metrics.task_created(stored.tier);
         tracing::info!(task.id = %stored.id, tier = stored.tier.as_str(), "task accepted");
         self.wake.notify_one();
-        self.info(stored).await
+        // The task is queued now: nothing after this point may turn into an error, or a
+        // client that retries errors would queue it twice.
+        Ok(self.info_or_bare(stored).await)
+    }
+
+    /// [`Self::info`], or the task without its queue standing when that cannot be read.
+    async fn info_or_bare(&self, task: Task) -> TaskInfo {
+        match self.info(task.clone()).await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::warn!(task.id = %task.id, error = %e, "could not read the queue standing");
+                TaskInfo { task, queue_position: None, estimate_wait_seconds: None }
+            }
+        }
     }
 
     /// Adds queue standing and the wait estimate to a task.
@@ -268,9 +342,12 @@ fn new_task(
             start_image,
             end_image,
             notify_hook: req.notify_hook.clone(),
+            surface: req.surface,
+            request_echo: req.request_echo.clone(),
         },
         parent_id,
         pinned_account,
         created_at: now_micros(),
+        idempotency: req.idempotency.clone(),
     }
 }

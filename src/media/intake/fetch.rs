@@ -216,6 +216,44 @@ impl Fetcher {
     }
 }
 
+/// An HTTP client that can only connect to allowed addresses: host names go through
+/// [`GuardedResolver`], redirects are not followed and no proxy is used. IP-literal
+/// URLs skip the resolver, so check each URL with [`check_destination`] too.
+pub fn guarded_client(allow: Vec<IpAddr>, connect_timeout: std::time::Duration, user_agent: &str) -> reqwest::Client {
+    let allow: Arc<[IpAddr]> = allow.into_iter().map(ip::canonical).collect();
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(GuardedResolver { allow }))
+        .connect_timeout(connect_timeout)
+        .user_agent(user_agent)
+        .build()
+        .expect("building a guarded HTTP client (TLS backend initialisation) failed")
+}
+
+/// Whether `url` (http or https) may be connected to: an IP-literal host must be an
+/// allowed address, a host name must resolve to at least one. The error says why not.
+pub async fn check_destination(url: &Url, allow: &[IpAddr]) -> Result<(), String> {
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err("only http and https URLs are allowed".to_owned());
+    }
+    let host = match url.host() {
+        None => return Err("the URL has no host".to_owned()),
+        Some(Host::Ipv4(v4)) => return ip::check(IpAddr::V4(v4), allow).map_err(|why| format!("{v4} is {why}")),
+        Some(Host::Ipv6(v6)) => return ip::check(IpAddr::V6(v6), allow).map_err(|why| format!("{v6} is {why}")),
+        Some(Host::Domain(d)) => d.to_owned(),
+    };
+    let (allowed, refused) = resolve_checked(&host, allow).await.map_err(|e| e.to_string())?;
+    if allowed.is_empty() {
+        if refused.is_empty() {
+            return Err(format!("host {host} has no addresses"));
+        }
+        let why = refused.iter().map(|(a, why)| format!("{a} is {why}")).collect::<Vec<_>>().join(", ");
+        return Err(format!("host {host} resolves only to addresses that are not allowed ({why})"));
+    }
+    Ok(())
+}
+
 /// Turns a reqwest send error into a message, recognising the resolver's refusals.
 fn send_error(field: &str, url: &Url, limits: &IntakeLimits, e: reqwest::Error) -> IntakeError {
     let field = field.to_owned();

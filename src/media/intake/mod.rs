@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use fetch::Fetcher;
+pub use fetch::{check_destination, guarded_client, Fetcher};
 pub use ip::blocked_reason;
 
 /// Limits applied to every image input.

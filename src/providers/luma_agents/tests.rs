@@ -34,6 +34,8 @@ fn job() -> Job {
             start_image: Some("keyframes/x-start.png".into()),
             end_image: None,
             notify_hook: None,
+            surface: Default::default(),
+            request_echo: None,
         },
         start_image: Some(bytes::Bytes::from(png())),
         end_image: None,

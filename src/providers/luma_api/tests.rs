@@ -35,6 +35,8 @@ fn job(model: Model, duration: ClipDuration) -> Job {
             start_image: None,
             end_image: None,
             notify_hook: None,
+            surface: Default::default(),
+            request_echo: None,
         },
         start_image: None,
         end_image: None,

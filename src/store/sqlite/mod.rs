@@ -10,6 +10,7 @@
 
 mod accounts;
 mod keys;
+mod outbox;
 mod tasks;
 
 use std::path::Path;

@@ -6,7 +6,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{db, SqliteStore};
-use crate::store::{Failure, QueueStanding, StoreError, StoreResult, TaskStore};
+use crate::store::{Failure, IdempotencyRecord, QueueStanding, StoreError, StoreResult, TaskStore};
 use crate::tasks::model::{NewTask, State, Task, Tier, VideoRef};
 
 /// Unfinished and holding an account: the tasks a worker drives under a lease.
@@ -63,6 +63,24 @@ impl TaskStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        if let Some(idem) = &t.idempotency {
+            let recorded = sqlx::query(
+                "INSERT INTO idempotency (key_id, idem_key, request_hash, task_id, created_at) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (key_id, idem_key) DO NOTHING",
+            )
+            .bind(&t.key_id)
+            .bind(&idem.key)
+            .bind(&idem.request_hash)
+            .bind(t.id.to_string())
+            .bind(t.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if recorded.rows_affected() == 0 {
+                // Dropping the transaction rolls the task back.
+                return Err(StoreError::IdempotencyTaken);
+            }
+        }
         tx.commit().await.map_err(db)?;
         self.task(t.id).await?.ok_or_else(|| db("inserted task vanished"))
     }
@@ -76,8 +94,54 @@ impl TaskStore for SqliteStore {
         row.map(|r| task_from_row(&r)).transpose()
     }
 
+    async fn idempotency_record(&self, key_id: &str, idem_key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT request_hash, task_id FROM idempotency WHERE key_id = ? AND idem_key = ?")
+                .bind(key_id)
+                .bind(idem_key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        row.map(|(request_hash, task_id)| Ok(IdempotencyRecord { request_hash, task_id: Uuid::parse_str(&task_id).map_err(db)? }))
+            .transpose()
+    }
+
+    async fn delete_task(&self, id: Uuid, reason: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let id = id.to_string();
+        let hidden = sqlx::query("UPDATE tasks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if hidden.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // An unfinished task stops: its worker's next compare-and-set fails and it lets go.
+        sqlx::query(
+            "UPDATE tasks SET state = 'failed', failure_reason = ?, finished_at = ?, lease_owner = NULL, lease_until = NULL
+             WHERE id = ? AND state IN ('pending', 'processing')",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("UPDATE webhook_outbox SET abandoned_at = ?, last_error = 'the task was deleted' WHERE task_id = ? AND delivered_at IS NULL AND abandoned_at IS NULL")
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("DELETE FROM idempotency WHERE task_id = ?").bind(&id).execute(&mut *tx).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
     async fn tasks_of_key(&self, key_id: &str, offset: u64, limit: u64) -> StoreResult<Vec<Task>> {
-        let rows = sqlx::query("SELECT * FROM tasks WHERE key_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?")
+        let rows = sqlx::query("SELECT * FROM tasks WHERE key_id = ? AND deleted_at IS NULL ORDER BY seq DESC LIMIT ? OFFSET ?")
             .bind(key_id)
             .bind(limit as i64)
             .bind(offset as i64)
@@ -209,7 +273,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn mark_processing(&self, id: Uuid, owner: &str, upstream_id: &str, now: i64) -> StoreResult<bool> {
-        self.update(
+        self.transition(id, now, 
             "UPDATE tasks SET state = 'processing', upstream_id = ?, last_progress_at = ?
              WHERE id = ? AND lease_owner = ? AND state = 'pending' AND account_id IS NOT NULL",
             |q| q.bind(upstream_id).bind(now).bind(id.to_string()).bind(owner),
@@ -246,7 +310,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn complete(&self, id: Uuid, owner: &str, v: &VideoRef, now: i64) -> StoreResult<bool> {
-        self.update(
+        self.transition(id, now, 
             "UPDATE tasks SET state = 'completed', progress = 100, finished_at = ?, video_key = ?, thumbnail_key = ?,
                width = ?, height = ?, duration_secs = ?, lease_owner = NULL, lease_until = NULL
              WHERE id = ? AND lease_owner = ? AND state = 'processing'",
@@ -265,7 +329,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn fail(&self, id: Uuid, owner: Option<&str>, reason: &str, now: i64) -> StoreResult<bool> {
-        self.update(
+        self.transition(id, now, 
             "UPDATE tasks SET state = 'failed', failure_reason = ?, finished_at = ?, lease_owner = NULL, lease_until = NULL
              WHERE id = ? AND state IN ('pending', 'processing') AND (?4 IS NULL OR lease_owner = ?4)",
             |q| q.bind(reason).bind(now).bind(id.to_string()).bind(owner),
@@ -334,6 +398,29 @@ impl TaskStore for SqliteStore {
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
 impl SqliteStore {
+    /// Runs a compare-and-set state change of task `id` and, when it changed the task and
+    /// the task has a hook URL, queues the webhook delivery in the same transaction: a
+    /// state change and its delivery exist together or not at all.
+    async fn transition<'q>(&self, id: Uuid, now: i64, sql: &'q str, bind: impl FnOnce(Query<'q>) -> Query<'q>) -> StoreResult<bool> {
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let done = bind(sqlx::query(sql)).execute(&mut *tx).await.map_err(db)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO webhook_outbox (task_id, state, url, created_at, next_attempt_at)
+             SELECT id, state, json_extract(params, '$.notify_hook'), ?1, ?1 FROM tasks
+             WHERE id = ?2 AND deleted_at IS NULL AND json_extract(params, '$.notify_hook') IS NOT NULL",
+        )
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
     /// Runs a compare-and-set update; true when exactly one row changed.
     async fn update<'q>(&self, sql: &'q str, bind: impl FnOnce(Query<'q>) -> Query<'q>) -> StoreResult<bool> {
         let done = bind(sqlx::query(sql)).execute(&self.writes).await.map_err(db)?;
@@ -372,5 +459,6 @@ fn task_from_row(r: &SqliteRow) -> StoreResult<Task> {
         lease_until: r.get("lease_until"),
         dispatched_at: r.get("dispatched_at"),
         last_progress_at: r.get("last_progress_at"),
+        deleted: r.get::<Option<i64>, _>("deleted_at").is_some(),
     })
 }

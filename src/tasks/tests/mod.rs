@@ -210,6 +210,7 @@ async fn engine(
         default_run_time: Duration::from_secs(10),
         intake: IntakeLimits::default(),
         results: Default::default(),
+        hook_allow_ips: Vec::new(),
     };
     let providers = Providers::default().with("scripted", upstream.clone());
     let engine = Engine::new(store.clone(), blobs, providers, config, owner.into(), vec![]);
