@@ -19,6 +19,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# The pinned `lumaai` SDK in target/venv (tests/e2e/dream_machine.rs would make it too).
+if ! target/venv/bin/python -c 'import importlib.metadata as m, sys; sys.exit(("lumaai==" + m.version("lumaai")) not in open("tests/sdk/requirements.txt").read())' >/dev/null 2>&1; then
+  echo "installing the lumaai SDK into target/venv"
+  python3 -m venv target/venv
+  target/venv/bin/pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
+fi
+
 # The browser test's driver, pinned, under target/ (ignored); reinstalled only when the pin changes.
 PLAYWRIGHT_CORE=1.65.1
 if ! grep -qs "\"version\": \"$PLAYWRIGHT_CORE\"" target/node/node_modules/playwright-core/package.json; then

@@ -78,3 +78,74 @@ impl OutboxStore for SqliteStore {
         Ok(n as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TaskStore;
+    use crate::tasks::model::{AspectRatio, ClipDuration, Model, NewTask, Params, Resolution, Surface, Tier, VideoRef};
+
+    fn task(hook: Option<&str>) -> NewTask {
+        NewTask {
+            id: Uuid::new_v4(),
+            key_id: "k".into(),
+            tier: Tier::Pro,
+            prompt: "p".into(),
+            params: Params {
+                model: Model::RayV2,
+                aspect_ratio: AspectRatio::Wide,
+                resolution: Resolution::P720,
+                duration: ClipDuration::Five,
+                looped: false,
+                expand_prompt: false,
+                start_image: None,
+                end_image: None,
+                notify_hook: hook.map(str::to_string),
+                surface: Surface::Reseller,
+                request_echo: None,
+            },
+            parent_id: None,
+            pinned_account: None,
+            created_at: 1,
+            idempotency: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn state_changes_queue_deliveries_that_leave_in_order_per_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let (a, b, quiet) = (task(Some("http://h/a")), task(Some("http://h/b")), task(None));
+        for t in [&a, &b, &quiet] {
+            store.insert_task(t, 100).await.unwrap();
+            assert!(store.claim(t.id, "acc", "me", i64::MAX).await.unwrap());
+            assert!(store.mark_processing(t.id, "me", "up", 10).await.unwrap());
+        }
+        // A transition that does not happen queues nothing.
+        assert!(!store.mark_processing(a.id, "me", "up", 11).await.unwrap());
+        let video = VideoRef { video_key: "v".into(), thumbnail_key: "t".into(), width: 1, height: 1, duration_secs: 1.0 };
+        assert!(store.complete(a.id, "me", &video, 20).await.unwrap());
+        assert!(store.fail(b.id, None, "no", 20).await.unwrap());
+        assert_eq!(store.open_deliveries().await.unwrap(), 4, "two per hooked task, none for the quiet one");
+
+        // Only the oldest open delivery of each task is due.
+        let due = store.due_deliveries(100, 10).await.unwrap();
+        assert_eq!(due.iter().map(|d| (d.task_id, d.state)).collect::<Vec<_>>(), [(a.id, State::Processing), (b.id, State::Processing)]);
+        store.retry_delivery(due[0].seq, 1, 200, "500").await.unwrap();
+        store.delivered(due[1].seq, 100).await.unwrap();
+        let due = store.due_deliveries(100, 10).await.unwrap();
+        assert_eq!(due.iter().map(|d| (d.task_id, d.state)).collect::<Vec<_>>(), [(b.id, State::Failed)], "a waits for its retry");
+        let due = store.due_deliveries(200, 10).await.unwrap();
+        assert_eq!(due[0].task_id, a.id);
+        assert_eq!(due[0].attempts, 1);
+        store.abandon_delivery(due[0].seq, 200, "gave up").await.unwrap();
+        let due = store.due_deliveries(200, 10).await.unwrap();
+        assert!(due.iter().any(|d| d.task_id == a.id && d.state == State::Completed), "after giving up, the next one goes");
+
+        // Deleting a task drops its open deliveries.
+        assert!(store.delete_task(a.id, "deleted", 300).await.unwrap());
+        assert!(store.due_deliveries(300, 10).await.unwrap().iter().all(|d| d.task_id != a.id));
+        assert!(store.task(a.id).await.unwrap().unwrap().deleted);
+        assert!(!store.delete_task(a.id, "deleted", 300).await.unwrap());
+    }
+}
