@@ -70,7 +70,8 @@ async fn one_pool_two_shapes_and_the_tier_is_the_keys() {
     let r = app.get(&format!("/dream-machine/v1/generations/{}", id_of(&task))).go().await;
     assert_eq!(r.status, 200, "{}", r.text());
     let g = r.json();
-    assert_eq!(g["state"], "queued");
+    // Luma's names for the states (the sandbox may already have dispatched it).
+    assert!(matches!(g["state"].as_str(), Some("queued" | "dreaming" | "completed")), "{g:#}");
     assert_eq!(g["request"]["prompt"], "a harbour at night");
     assert_eq!(g["model"], "ray-2");
 
