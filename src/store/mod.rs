@@ -126,6 +126,8 @@ pub trait TaskStore: Send + Sync {
     /// Tasks holding a slot per account: claimed, submitting, or running upstream. A task
     /// whose upstream has finished (see `release_slot`) holds none while it is re-hosted.
     async fn in_flight(&self) -> StoreResult<HashMap<String, u32>>;
+    /// Pro tasks holding a slot, on any account: they count toward the slots kept for pro.
+    async fn pro_in_flight(&self) -> StoreResult<u32>;
     /// Hands a queued task to an account under a lease. False if someone else did first.
     async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64) -> StoreResult<bool>;
     /// Takes over the lease of an unfinished task whose lease lapsed (or that this owner held).

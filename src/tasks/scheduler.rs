@@ -64,12 +64,14 @@ impl Engine {
             return Ok(());
         }
         let wanted = (total_free as u64 * 4).min(CANDIDATES_PER_PASS);
+        let mut pro_running = self.store.pro_in_flight().await?;
         for (task, pinned) in self.store.dispatch_candidates(wanted).await? {
             if total_free == 0 {
                 break;
             }
-            // Relax may not take the slots kept for pro.
-            if task.tier == Tier::Relax && total_free <= self.config.pro_reserved_slots {
+            // Relax may not take the slots kept for pro; pro tasks already running fill them.
+            let kept_for_pro = self.config.pro_reserved_slots.saturating_sub(pro_running);
+            if task.tier == Tier::Relax && total_free <= kept_for_pro {
                 continue;
             }
             if let Some(pinned) = &pinned {
@@ -87,6 +89,9 @@ impl Engine {
             };
             let lease_until = now + self.config.lease_ttl.as_micros() as i64;
             if self.store.claim(task.id, &account, &self.owner, lease_until).await? {
+                if task.tier == Tier::Pro {
+                    pro_running += 1;
+                }
                 let claimed = now_micros();
                 let waited = (claimed - task.created_at).max(0);
                 // A task that arrived to a free slot waited for dispatch since it arrived;

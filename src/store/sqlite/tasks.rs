@@ -209,6 +209,14 @@ impl TaskStore for SqliteStore {
         Ok(rows.into_iter().map(|(a, n)| (a, n as u32)).collect())
     }
 
+    async fn pro_in_flight(&self) -> StoreResult<u32> {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND tier = 'pro'"))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(n as u32)
+    }
+
     async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64) -> StoreResult<bool> {
         // One statement, no transaction: the dispatcher's hot path. The relax round being
         // served is derived from the dispatched tasks themselves (see `insert_task`).

@@ -201,3 +201,27 @@ async fn timeouts_count_from_the_last_progress_and_never_from_queued_time() {
     assert!(reason.contains("no progress"), "{reason}");
     assert_eq!(h.upstream.submissions_of(queued), 1);
 }
+
+#[tokio::test]
+async fn running_pro_tasks_fill_the_slots_kept_for_pro() {
+    // Two slots, one kept for pro. Whatever order one pass sees them in, a pro task and
+    // the first relax task run and the second relax task waits.
+    let h = Harness::new(&[account("only", 2)], 1, 100).await;
+    let key = h.key("k").await;
+    let first = h.create(&key, Tier::Relax).await;
+    let second = h.create(&key, Tier::Relax).await;
+    let pro = h.create(&key, Tier::Pro).await;
+    h.dispatch().await;
+    for id in [pro, first] {
+        h.until(id, |t| t.state == State::Processing).await;
+    }
+    assert!(h.task(second).await.is_queued());
+
+    // Once the pro task ends, its slot is kept for pro again: the relax task still waits.
+    h.finish(pro).await;
+    h.dispatch().await;
+    assert!(h.task(second).await.is_queued(), "relax must not take the slot kept for pro");
+    h.finish(first).await;
+    h.dispatch().await;
+    h.until(second, |t| t.state == State::Processing).await;
+}
