@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # schemathesis against a running lumagate and its own /openapi.json: every operation,
-# with a valid key and with none. Fails on any 5xx and on any answer that breaks the
+# with a valid key, with the admin token (the admin API's credential) and with none. Fails on any 5xx and on any answer that breaks the
 # document (status, content type, headers, body schema), or accepts what it forbids.
 #
 # One check is left out: positive_data_acceptance ("schema-valid request rejected").
@@ -34,7 +34,9 @@ trap cleanup EXIT
 
 # Tasks never finish (no renders compete with the fuzzer for the CPU) and no rate limit
 # interferes; everything else is at its default.
+ADMIN=fuzz-admin-$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 export LUMAGATE_DATA_DIR=$DATA LUMAGATE_SANDBOX_DELAY_MS=3600000 LUMAGATE_RATE_LIMIT_PER_SEC=0 LUMAGATE_LOG=warn
+export LUMAGATE_ADMIN_TOKEN=$ADMIN
 KEY=$("$BIN" keys create --name fuzz --tiers relax,pro | grep -v '^\s*$' | tail -n 1 | tr -d '[:space:]')
 "$BIN" serve --listen "127.0.0.1:$PORT" >"$DATA/server.log" 2>&1 &
 SERVER_PID=$!
@@ -59,6 +61,9 @@ echo "== schemathesis with a valid key"
 run --header "Authorization: Bearer $KEY"
 echo "== schemathesis without a key"
 run
+# Last, since the admin API may revoke the key or disable accounts.
+echo "== schemathesis with the admin token"
+run --header "Authorization: Bearer $ADMIN"
 if [ $status -ne 0 ]; then
   echo "--- server log (last 50 lines)"; tail -n 50 "$DATA/server.log"
 fi

@@ -112,7 +112,7 @@ pub struct DisableBody {
 /// Stops an account from taking new work; its running tasks finish.
 #[utoipa::path(post, path = "/admin/accounts/{id}/disable", operation_id = "admin_disable_account", tag = "admin",
     security(("admin" = [])), params(("id" = String, Path, description = "An account id")),
-    request_body(content = DisableBody, content_type = "application/json", description = "Optional"),
+    request_body(content = Option<DisableBody>, content_type = "application/json", description = "Optional"),
     responses(
         (status = 200, description = "Disabled", body = EnabledView),
         (status = 400, description = "The body is not the expected JSON", body = ErrorBody),
