@@ -302,8 +302,10 @@ pub async fn intake(
         }
         input::Input::Base64 { text, bare } => {
             // The turn is taken before the base64 is decoded, so waiting requests hold
-            // only their request text, not a decoded copy too.
-            let _turn = decode_turn().await;
+            // only their request text, not a decoded copy too. Text plainly over the limit
+            // is refused from its length without waiting for a turn.
+            let plainly_too_large = text.len() / 4 * 3 > limits.max_bytes.saturating_add(3);
+            let _turn = if plainly_too_large { None } else { Some(decode_turn().await) };
             let checked = match input::decode_base64(field, text, limits.max_bytes) {
                 Ok(bytes) => decode::validate(field, bytes, limits).await,
                 Err(e) => Err(e),
