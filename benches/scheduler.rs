@@ -4,6 +4,9 @@
 //! The upstream is an in-process stand-in that takes a fixed simulated time and renders
 //! nothing, so the figures are the scheduler's own (dispatch, queueing, store), not the
 //! renderer's. Run: `cargo bench --bench scheduler` (set BENCH_TASKS to shrink it).
+//! `BENCH_STORE=postgres` runs it on a fresh database of the PostgreSQL server at
+//! `LUMAGATE_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
+//! dropped afterwards.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,8 +19,10 @@ use lumagate::blobs::LocalBlobs;
 use lumagate::keys::issue;
 use lumagate::media::intake::IntakeLimits;
 use lumagate::providers::{Job, ProviderError, Providers, UpstreamStatus, VideoProvider, VideoSource};
+use lumagate::store::postgres::{PgStore, PoolLimits};
 use lumagate::store::sqlite::SqliteStore;
-use lumagate::store::{AccountStore, KeyStore};
+use lumagate::store::Store;
+use sqlx::{Connection, Executor, PgConnection};
 use lumagate::tasks::model::{Model, State, Tier};
 use lumagate::tasks::request::{parse_generation, RequestKind};
 use lumagate::tasks::{Engine, EngineConfig};
@@ -95,7 +100,18 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
 async fn main() {
     let total: usize = std::env::var("BENCH_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).await.unwrap());
+    let postgres = std::env::var("BENCH_STORE").is_ok_and(|s| s == "postgres");
+    let admin = std::env::var("LUMAGATE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let bench_db = format!("lg_bench_{}", Uuid::new_v4().simple());
+    let store: Arc<dyn Store> = if postgres {
+        let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL for BENCH_STORE=postgres");
+        conn.execute(format!("CREATE DATABASE {bench_db}").as_str()).await.unwrap();
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&format!("/{bench_db}"));
+        Arc::new(PgStore::open(url.as_str(), &PoolLimits::default()).await.unwrap())
+    } else {
+        Arc::new(SqliteStore::open(&dir.path().join("bench.db")).await.unwrap())
+    };
     for i in 0..ACCOUNTS {
         store
             .upsert_account(&Account::new(&format!("acct-{i}"), "clocked", SLOTS_PER_ACCOUNT))
@@ -164,6 +180,12 @@ async fn main() {
     }
     let wall = started.elapsed();
     engine.shutdown().await;
+    if postgres {
+        drop(engine);
+        drop(store);
+        let mut conn = PgConnection::connect(&admin).await.unwrap();
+        conn.execute(format!("DROP DATABASE {bench_db} WITH (FORCE)").as_str()).await.unwrap();
+    }
 
     let submitted = upstream.submitted.lock().unwrap().clone();
     let wait = |s: &Sample, id: &Uuid| submitted[id].duration_since(s.created).as_secs_f64();
@@ -185,7 +207,7 @@ async fn main() {
     let means: Vec<f64> = per_key.iter().map(|(sum, n)| sum / (*n).max(1) as f64).collect();
     let (min, max) = means.iter().fold((f64::MAX, 0.0f64), |(lo, hi), m| (lo.min(*m), hi.max(*m)));
 
-    println!("scheduler benchmark: {total} tasks ({pro_total} pro), {KEYS} keys, {} slots, {} ms simulated run, SQLite", ACCOUNTS as u32 * SLOTS_PER_ACCOUNT, RUN_TIME.as_millis());
+    println!("scheduler benchmark: {total} tasks ({pro_total} pro), {KEYS} keys, {} slots, {} ms simulated run, {}", ACCOUNTS as u32 * SLOTS_PER_ACCOUNT, RUN_TIME.as_millis(), if postgres { "PostgreSQL" } else { "SQLite" });
     println!("| metric | p50 | p99 / other | target |");
     println!("|---|---|---|---|");
     println!("| dispatch latency, slot free → next relax submit (ms) | {:.2} | {:.2} | p99 < 20 |", percentile(&mut reaction, 0.5), percentile(&mut reaction, 0.99));

@@ -19,6 +19,14 @@ use crate::tasks::WatermarkPolicy;
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `postgres://...`: the shared PostgreSQL store for many replicas; unset keeps the
+    /// embedded SQLite file in the data folder.
+    pub database_url: Option<String>,
+    /// Most PostgreSQL connections one process opens.
+    pub database_max_connections: u32,
+    /// `s3://BUCKET?endpoint=...&region=...`: blobs in an S3-compatible bucket; unset
+    /// keeps them in the data folder.
+    pub storage: Option<String>,
     /// Public origin for links (`https://video.example.com`); unset uses the request's Host.
     pub public_url: Option<String>,
     pub link_ttl_secs: u64,
@@ -88,6 +96,10 @@ pub struct SandboxSection {
     /// Concurrency of the default sandbox account.
     pub slots: u32,
     pub fail_rate: f64,
+    /// Render at this short side instead of the requested resolution (load tests).
+    pub short_side: Option<u32>,
+    /// File that gets one line per sandbox submission (tests count dispatches with it).
+    pub submissions_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +142,9 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 10,
+            storage: None,
             public_url: None,
             link_ttl_secs: 3600,
             // Two base64 keyframes at the image limit, plus the rest of the body.
@@ -161,7 +176,7 @@ impl Default for Config {
 
 impl Default for SandboxSection {
     fn default() -> Self {
-        SandboxSection { delay_ms: 3000, slots: 4, fail_rate: 0.0 }
+        SandboxSection { delay_ms: 3000, slots: 4, fail_rate: 0.0, short_side: None, submissions_log: None }
     }
 }
 
@@ -203,6 +218,13 @@ impl Config {
         }
         parse("LUMAGATE_LISTEN", var("LUMAGATE_LISTEN"), &mut self.listen)?;
         parse("LUMAGATE_DATA_DIR", var("LUMAGATE_DATA_DIR"), &mut self.data_dir)?;
+        if let Some(url) = var("LUMAGATE_DATABASE_URL").filter(|v| !v.is_empty()) {
+            self.database_url = Some(url);
+        }
+        parse("LUMAGATE_DATABASE_MAX_CONNECTIONS", var("LUMAGATE_DATABASE_MAX_CONNECTIONS"), &mut self.database_max_connections)?;
+        if let Some(storage) = var("LUMAGATE_STORAGE").filter(|v| !v.is_empty()) {
+            self.storage = Some(storage);
+        }
         if let Some(url) = var("LUMAGATE_PUBLIC_URL").filter(|v| !v.is_empty()) {
             self.public_url = Some(url);
         }
@@ -230,6 +252,12 @@ impl Config {
         parse("LUMAGATE_SANDBOX_DELAY_MS", var("LUMAGATE_SANDBOX_DELAY_MS"), &mut self.sandbox.delay_ms)?;
         parse("LUMAGATE_SANDBOX_SLOTS", var("LUMAGATE_SANDBOX_SLOTS"), &mut self.sandbox.slots)?;
         parse("LUMAGATE_SANDBOX_FAIL_RATE", var("LUMAGATE_SANDBOX_FAIL_RATE"), &mut self.sandbox.fail_rate)?;
+        if let Some(v) = var("LUMAGATE_SANDBOX_SHORT_SIDE").filter(|v| !v.is_empty()) {
+            self.sandbox.short_side = Some(v.parse().map_err(|e| anyhow::anyhow!("LUMAGATE_SANDBOX_SHORT_SIDE={v}: {e}"))?);
+        }
+        if let Some(path) = var("LUMAGATE_SANDBOX_SUBMISSIONS_LOG").filter(|v| !v.is_empty()) {
+            self.sandbox.submissions_log = Some(PathBuf::from(path));
+        }
         parse("LUMAGATE_MAX_IMAGE_BYTES", var("LUMAGATE_MAX_IMAGE_BYTES"), &mut self.intake.max_image_bytes)?;
         if let Some(list) = var("LUMAGATE_ALLOW_FETCH_IPS").filter(|v| !v.is_empty()) {
             self.intake.allow_fetch_ips = ip_list("LUMAGATE_ALLOW_FETCH_IPS", &list)?;
@@ -261,6 +289,9 @@ impl Config {
         if self.max_connections == 0 {
             bail!("max_connections must be at least 1");
         }
+        if self.sandbox.short_side.is_some_and(|s| !(16..=2160).contains(&s)) {
+            bail!("sandbox short_side must be between 16 and 2160");
+        }
         if self.lease_ttl_secs < 3 {
             bail!("lease_ttl_secs must be at least 3");
         }
@@ -268,6 +299,17 @@ impl Config {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
                 bail!("public_url must be an http(s) origin without a trailing slash, got `{url}`");
             }
+        }
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("database_url must be a postgres:// URL, got `{}`", redact(url));
+            }
+        }
+        if self.database_max_connections < 2 {
+            bail!("database_max_connections must be at least 2 (one is held for LISTEN)");
+        }
+        if let Some(storage) = &self.storage {
+            crate::blobs::S3Location::parse(storage).map_err(|e| anyhow::anyhow!(e))?;
         }
         self.accounts()?;
         Ok(())
@@ -317,6 +359,17 @@ fn ip_list(name: &str, list: &str) -> anyhow::Result<Vec<IpAddr>> {
         .collect()
 }
 
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +391,25 @@ mod tests {
         assert_eq!(accounts.len(), 1);
         assert_eq!(accounts[0].concurrency, 3);
         assert_eq!(accounts[0].provider, "sandbox");
+    }
+
+    #[test]
+    fn shared_mode_settings_are_read_and_checked() {
+        let mut c = Config::default();
+        c.apply_env(|n| match n {
+            "LUMAGATE_DATABASE_URL" => Some("postgres://u:secret@db/lg".into()),
+            "LUMAGATE_STORAGE" => Some("s3://videos?endpoint=http://127.0.0.1:9000".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgres://u:secret@db/lg"));
+        c.validate().unwrap();
+        c.database_url = Some("mysql://u:secret@db/lg".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("postgres://") && !err.contains("secret"), "{err}");
+        c.database_url = None;
+        c.storage = Some("s3://videos?colour=red".into());
+        assert!(c.validate().unwrap_err().to_string().contains("colour"));
     }
 
     #[test]

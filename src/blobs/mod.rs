@@ -1,13 +1,15 @@
 //! Where videos, thumbnails and keyframes live, and the signed links to them.
 //!
 //! The embedded default keeps blobs in the data folder and serves them at `/files`
-//! behind HMAC-signed, expiring links; an object store would hand out presigned links
-//! instead, behind the same trait.
+//! behind HMAC-signed, expiring links; an S3-compatible bucket (`s3`) hands out
+//! presigned links instead, behind the same trait.
 
 mod local;
+pub mod s3;
 pub mod signing;
 
 pub use local::LocalBlobs;
+pub use s3::{S3Blobs, S3Location};
 
 use std::time::Duration;
 

@@ -6,7 +6,6 @@ use clap::Subcommand;
 use super::Location;
 use crate::accounts::Account;
 use crate::keys::{parse_models, parse_tiers};
-use crate::store::AccountStore;
 
 #[derive(Subcommand)]
 pub enum AccountsCommand {
@@ -78,12 +77,12 @@ pub async fn run(command: AccountsCommand) -> anyhow::Result<()> {
                 credentials,
             };
             crate::providers::check_account(&account).map_err(anyhow::Error::msg)?;
-            let store = Location::open_store(&location.config()?).await?;
+            let store = Location::open_store(&location.config()?).await?.store;
             store.upsert_account(&account).await?;
             println!("account {id} saved");
         }
         AccountsCommand::List { location } => {
-            let store = Location::open_store(&location.config()?).await?;
+            let store = Location::open_store(&location.config()?).await?.store;
             let now = crate::tasks::model::now_micros();
             println!("{:<20} {:<12} {:>5} {:<10} {:<9} status", "id", "provider", "slots", "tiers", "weight");
             for a in store.accounts().await? {
@@ -97,12 +96,12 @@ pub async fn run(command: AccountsCommand) -> anyhow::Result<()> {
             }
         }
         AccountsCommand::Disable { id, reason, location } => {
-            let store = Location::open_store(&location.config()?).await?;
+            let store = Location::open_store(&location.config()?).await?.store;
             anyhow::ensure!(store.set_enabled(&id, false, Some(&reason)).await?, "no account with id {id}");
             println!("account {id} disabled");
         }
         AccountsCommand::Enable { id, location } => {
-            let store = Location::open_store(&location.config()?).await?;
+            let store = Location::open_store(&location.config()?).await?.store;
             anyhow::ensure!(store.set_enabled(&id, true, None).await?, "no account with id {id}");
             println!("account {id} enabled");
         }

@@ -5,7 +5,6 @@ use clap::Subcommand;
 
 use super::Location;
 use crate::keys::{issue, parse_models, parse_tiers};
-use crate::store::KeyStore;
 use crate::tasks::model::{Model, Tier};
 
 #[derive(Subcommand)]
@@ -55,7 +54,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
                 Some(m) => parse_models(&m).map_err(anyhow::Error::msg)?,
                 None => Model::ALL.to_vec(),
             };
-            let store = Location::open_store(&location.config()?).await?;
+            let store = Location::open_store(&location.config()?).await?.store;
             let mut issued = issue(&name, tiers, models);
             issued.key.dm_tier = dm_tier;
             store.insert_key(&issued.key, &issued.hash).await?;
@@ -63,7 +62,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             println!("{}", issued.secret);
         }
         KeysCommand::List { location } => {
-            let store = Location::open_store(&location.config()?).await?;
+            let store = Location::open_store(&location.config()?).await?.store;
             println!("{:<14} {:<20} {:<10} {:<24} status", "id", "name", "tiers", "created");
             for k in store.list_keys().await? {
                 let tiers = k.tiers.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",");
@@ -73,7 +72,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id, location } => {
-            let store = Location::open_store(&location.config()?).await?;
+            let store = Location::open_store(&location.config()?).await?.store;
             if !store.revoke_key(&id).await? {
                 anyhow::bail!("no active key with id {id}");
             }

@@ -10,7 +10,7 @@ use rand::RngCore;
 
 use super::Location;
 use crate::blobs::signing::LinkSigner;
-use crate::blobs::LocalBlobs;
+use crate::blobs::{BlobStore, LocalBlobs, S3Blobs, S3Location};
 use crate::config::{Config, DEFAULT_SANDBOX_ACCOUNT};
 use crate::http::rate::KeyRateLimit;
 use crate::http::server::{self, ServerLimits};
@@ -24,13 +24,14 @@ use crate::providers::luma_api::{self, LumaApi};
 use crate::providers::sandbox::{Sandbox, SandboxConfig, PROVIDER as SANDBOX};
 use crate::providers::upstream::{KeyframeLinks, UpstreamHttp};
 use crate::providers::{Providers, VideoProvider};
-use crate::store::{AccountStore, KeyStore};
+use crate::store::postgres::PgStore;
 use crate::tasks::model::{Model, Tier};
 use crate::tasks::{Engine, EngineConfig, ResultPolicy, WatermarkPolicy};
 use crate::webhooks::{Render, Report, WebhookConfig, Webhooks};
 
 /// Lease owner of the embedded deployment: one process per data folder, so a restarted
 /// process is the same owner and resumes its tasks at once instead of waiting for expiry.
+/// Replicas on a shared database each take a fresh, unique owner instead (see [`replica_owner`]).
 const EMBEDDED_OWNER: &str = "embedded";
 
 pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_format: &str) -> anyhow::Result<()> {
@@ -39,7 +40,8 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    let store = Arc::new(Location::open_store(&config).await?);
+    let opened = Location::open_store(&config).await?;
+    let store = opened.store.clone();
     // Configured accounts are (re)applied at each start; the default sandbox account only
     // while the pool holds nothing else, so accounts added with `lumagate accounts` stand.
     let others = store.accounts().await?.iter().any(|a| a.id != DEFAULT_SANDBOX_ACCOUNT);
@@ -55,9 +57,20 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
         println!("{}", issued.secret);
     }
 
-    let signer = LinkSigner::new(signing_secret(&config)?);
-    let blobs = Arc::new(LocalBlobs::new(config.data_dir.join("blobs"), signer));
-    std::fs::create_dir_all(blobs.root()).context("creating the blob folder")?;
+    let (blobs, local_blobs): (Arc<dyn BlobStore>, Option<Arc<LocalBlobs>>) = match &config.storage {
+        Some(spec) => {
+            let location = S3Location::parse(spec).map_err(|e| anyhow::anyhow!(e))?;
+            (Arc::new(S3Blobs::from_env(&location).map_err(|e| anyhow::anyhow!(e))?), None)
+        }
+        None => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create data folder {}", config.data_dir.display()))?;
+            let signer = LinkSigner::new(signing_secret(&config)?);
+            let local = Arc::new(LocalBlobs::new(config.data_dir.join("blobs"), signer));
+            std::fs::create_dir_all(local.root()).context("creating the blob folder")?;
+            (local.clone(), Some(local))
+        }
+    };
     let links = KeyframeLinks {
         blobs: blobs.clone(),
         public_url: config.public_url.clone(),
@@ -70,6 +83,8 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
             Arc::new(Sandbox::new(SandboxConfig {
                 delay: Duration::from_millis(config.sandbox.delay_ms),
                 fail_rate: config.sandbox.fail_rate,
+                short_side: config.sandbox.short_side,
+                submissions_log: config.sandbox.submissions_log.clone(),
             })),
         )
         .with(luma_api::PROVIDER, Arc::new(LumaApi::new(http.clone(), links.clone())))
@@ -81,9 +96,12 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
         blobs.clone(),
         providers,
         engine_config(&config),
-        EMBEDDED_OWNER.to_string(),
+        if opened.postgres.is_some() { replica_owner() } else { EMBEDDED_OWNER.to_string() },
         config.intake.allow_fetch_ips.clone(),
     );
+    if let Some(pg) = &opened.postgres {
+        listen_for_work(pg, &engine).await?;
+    }
     engine.start().await?;
     let counted = engine.clone();
     let report: Report = Arc::new(move |outcome| counted.metrics().webhook_delivery(outcome));
@@ -111,11 +129,17 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
             }
         });
     }
-    let app = router(state, HttpConfig { cors_origins: config.cors_origins.clone(), local_blobs: Some(blobs) });
+    let app = router(state, HttpConfig { cors_origins: config.cors_origins.clone(), local_blobs });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "lumagate listening");
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        data_dir = %config.data_dir.display(),
+        shared = opened.postgres.is_some(),
+        owner = %engine.owner(),
+        "lumagate listening"
+    );
     ready.store(true, Ordering::SeqCst);
 
     let stopping = ready.clone();
@@ -193,10 +217,44 @@ fn webhook_config(config: &Config) -> anyhow::Result<WebhookConfig> {
 
 /// Webhook bodies carry links like API answers do: from the public URL, or (having no
 /// request to take a Host from) the listen address.
-fn render_webhook(config: &Config, blobs: Arc<LocalBlobs>) -> Render {
+fn render_webhook(config: &Config, blobs: Arc<dyn BlobStore>) -> Render {
     let origin = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
     let ttl = Duration::from_secs(config.link_ttl_secs);
     Arc::new(move |task| webhook_body(task, blobs.as_ref(), &origin, ttl))
+}
+
+/// A lease owner no other replica (nor this one's next life) uses, so that leases are
+/// never confused: a replica that dies leaves its leases to lapse and be taken over.
+fn replica_owner() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "replica".into());
+    format!("{host}:{}:{:08x}", std::process::id(), rand::thread_rng().next_u32())
+}
+
+/// Wakes the dispatcher whenever any replica announces work on the database. The
+/// dispatcher also polls, so a dropped connection only slows dispatch down.
+async fn listen_for_work(pg: &PgStore, engine: &Arc<Engine>) -> anyhow::Result<()> {
+    let mut listener = pg.work_listener().await?;
+    let engine = Arc::clone(engine);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = engine.stopping() => return,
+                got = listener.recv() => match got {
+                    Ok(_) => engine.wake(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "work notifications interrupted; polling meanwhile");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+            }
+        }
+    });
+    Ok(())
 }
 
 fn engine_config(config: &Config) -> EngineConfig {

@@ -10,6 +10,9 @@ use super::error::{ApiError, ErrorBody};
 use super::wire::Status;
 use super::AppState;
 
+/// How long readiness waits for each backend.
+const READY_PROBE: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
 }
@@ -31,10 +34,11 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>
     if !state.ready.load(Ordering::SeqCst) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not ready: starting or shutting down"));
     }
-    if !state.engine.blobs().ready().await {
+    // A load balancer must get an answer quickly, even when a backend hangs.
+    if !tokio::time::timeout(READY_PROBE, state.engine.blobs().ready()).await.unwrap_or(false) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not ready: blob storage does not answer"));
     }
-    if state.engine.store().count_keys().await.is_err() {
+    if !tokio::time::timeout(READY_PROBE, state.engine.store().count_keys()).await.is_ok_and(|r| r.is_ok()) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not ready: the database does not answer"));
     }
     Ok(Json(Status { status: "ready" }))

@@ -21,6 +21,12 @@ pub struct SandboxConfig {
     pub delay: Duration,
     /// Share of tasks (0.0–1.0) that fail with a moderation-style reason.
     pub fail_rate: f64,
+    /// Renders with this short side instead of the requested resolution's (load tests:
+    /// many tasks on few cores).
+    pub short_side: Option<u32>,
+    /// Appends one line per submission (`task attempt unix_ms`) to this file, so tests
+    /// can count how often each task was sent upstream, across processes.
+    pub submissions_log: Option<std::path::PathBuf>,
 }
 
 pub struct Sandbox {
@@ -42,8 +48,13 @@ impl Sandbox {
 
 #[async_trait]
 impl VideoProvider for Sandbox {
-    async fn submit(&self, _account: &Account, _job: &Job, attempt: &str) -> Result<String, ProviderError> {
-        Ok(format!("sbx.{}.{attempt}", unix_millis()))
+    async fn submit(&self, _account: &Account, job: &Job, attempt: &str) -> Result<String, ProviderError> {
+        let now = unix_millis();
+        if let Some(path) = &self.config.submissions_log {
+            log_submission(path, &format!("{} {attempt} {now}\n", job.task_id))
+                .map_err(|e| ProviderError::Transient(format!("sandbox submissions log: {e}")))?;
+        }
+        Ok(format!("sbx.{now}.{attempt}"))
     }
 
     async fn poll(&self, _account: &Account, job: &Job, upstream_id: &str) -> Result<UpstreamStatus, ProviderError> {
@@ -62,7 +73,10 @@ impl VideoProvider for Sandbox {
                 reason: "moderation: the request was flagged by the content filter (sandbox failure injection)".into(),
             });
         }
-        let spec = render_spec(job).map_err(ProviderError::Rejected)?;
+        let mut spec = render_spec(job).map_err(ProviderError::Rejected)?;
+        if let Some(short) = self.config.short_side {
+            shrink(&mut spec, short);
+        }
         let rendered = tokio::task::spawn_blocking(move || render::render(&spec))
             .await
             .map_err(|e| ProviderError::Transient(format!("sandbox renderer stopped: {e}")))?
@@ -103,6 +117,24 @@ fn render_spec(job: &Job) -> Result<RenderSpec, String> {
         watermark: job.tier.watermarked(),
         parent: job.parent.as_deref().map(render_spec).transpose()?.map(Box::new),
     })
+}
+
+/// Scales a spec (and its parents) to `short` pixels on the short side, keeping the shape.
+fn shrink(spec: &mut RenderSpec, short: u32) {
+    let short = (short.max(16) / 2) * 2;
+    let (w, h) = (spec.width, spec.height);
+    let (big, small) = (w.max(h), w.min(h).max(1));
+    let long = ((u64::from(big) * u64::from(short) / u64::from(small)) as u32 / 2 * 2).max(short);
+    (spec.width, spec.height) = if w >= h { (long, short) } else { (short, long) };
+    if let Some(parent) = spec.parent.as_mut() {
+        shrink(parent, short);
+    }
+}
+
+/// One `write` of a whole line with O_APPEND, so lines from several processes never interleave.
+fn log_submission(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new().create(true).append(true).open(path)?.write_all(line.as_bytes())
 }
 
 fn unix_millis() -> u64 {

@@ -2,8 +2,11 @@
 //! are interchangeable. Only this module knows SQL.
 //!
 //! Every task transition is compare-and-set on the expected state and lease owner,
-//! so a terminal state is reached exactly once however many workers race.
+//! so a terminal state is reached exactly once however many workers race. Capacity is
+//! checked inside the claim itself, so it holds however many dispatchers (replicas) race.
 
+mod codec;
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -128,8 +131,13 @@ pub trait TaskStore: Send + Sync {
     async fn in_flight(&self) -> StoreResult<HashMap<String, u32>>;
     /// Pro tasks holding a slot, on any account: they count toward the slots kept for pro.
     async fn pro_in_flight(&self) -> StoreResult<u32>;
-    /// Hands a queued task to an account under a lease. False if someone else did first.
-    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64) -> StoreResult<bool>;
+    /// Hands a queued task to an account under a lease, atomically with the capacity
+    /// rules, so they hold across any number of dispatchers. False (nothing changed) if
+    /// the task is no longer queued (someone else claimed it first), the account is
+    /// missing, disabled or already holds `concurrency` slots, or the task is relax and
+    /// the enabled pool has no more free slots than the reserve still owed to pro:
+    /// max(0, `pro_reserved` − pro tasks holding a slot).
+    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64, pro_reserved: u32) -> StoreResult<bool>;
     /// Takes over the lease of an unfinished task whose lease lapsed (or that this owner held).
     async fn take_over(&self, id: Uuid, owner: &str, now: i64, lease_until: i64) -> StoreResult<bool>;
     /// Unfinished tasks with an account whose lease has lapsed or belongs to `owner`.

@@ -180,6 +180,21 @@ impl Engine {
         })
     }
 
+    /// The lease owner name of this process.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Asks the dispatcher for a pass now (work appeared elsewhere, e.g. another replica).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Resolves when the engine begins shutting down.
+    pub async fn stopping(&self) {
+        self.shutdown.cancelled().await
+    }
+
     /// Starts the dispatcher and the lease sweeper; resumes unfinished work at once.
     pub async fn start(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
         self.refresh_accounts().await?;

@@ -88,7 +88,7 @@ impl Engine {
                 continue;
             };
             let lease_until = now + self.config.lease_ttl.as_micros() as i64;
-            if self.store.claim(task.id, &account, &self.owner, lease_until).await? {
+            if self.store.claim(task.id, &account, &self.owner, lease_until, self.config.pro_reserved_slots).await? {
                 if task.tier == Tier::Pro {
                     pro_running += 1;
                 }

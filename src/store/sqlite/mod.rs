@@ -18,6 +18,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+pub(crate) use super::codec::{join, split};
 use super::{StoreError, StoreResult};
 
 pub struct SqliteStore {
@@ -66,14 +68,4 @@ impl SqliteStore {
 
 pub(crate) fn db(e: impl std::fmt::Display) -> StoreError {
     StoreError::Database(e.to_string())
-}
-
-/// Joins enum wire names as a comma-separated column value.
-pub(crate) fn join<T>(items: &[T], name: impl Fn(&T) -> &'static str) -> String {
-    items.iter().map(name).collect::<Vec<_>>().join(",")
-}
-
-/// Splits a comma-separated column value, skipping names this version does not know.
-pub(crate) fn split<T>(s: &str, parse: impl Fn(&str) -> Option<T>) -> Vec<T> {
-    s.split(',').filter_map(|p| parse(p.trim())).collect()
 }

@@ -217,16 +217,25 @@ impl TaskStore for SqliteStore {
         Ok(n as u32)
     }
 
-    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64) -> StoreResult<bool> {
+    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64, pro_reserved: u32) -> StoreResult<bool> {
         // One statement, no transaction: the dispatcher's hot path. The relax round being
-        // served is derived from the dispatched tasks themselves (see `insert_task`).
+        // served is derived from the dispatched tasks themselves (see `insert_task`). The
+        // capacity rules are part of the statement, and every write goes through the one
+        // writer connection, so they hold however many dispatchers race. Relax may take a
+        // slot only while more are free than the reserve still owed to pro (the reserve
+        // less the pro tasks already holding a slot), the scheduler's own rule.
         let now = crate::tasks::model::now_micros();
         self.update(
             &format!(
-                "UPDATE tasks SET account_id = ?, lease_owner = ?, lease_until = ?, dispatched_at = ?, last_progress_at = ?
-                 WHERE id = ? AND {QUEUED}"
+                "UPDATE tasks SET account_id = ?1, lease_owner = ?2, lease_until = ?3, dispatched_at = ?4, last_progress_at = ?4
+                 WHERE id = ?5 AND {QUEUED}
+                   AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = ?1 AND a.enabled
+                                 AND (SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND account_id = a.id) < a.concurrency)
+                   AND (tier = 'pro' OR ?6 = 0 OR MAX(?6 - (SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND tier = 'pro'), 0) < (
+                         SELECT COALESCE(SUM(MAX(a.concurrency - (SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND account_id = a.id), 0)), 0)
+                         FROM accounts a WHERE a.enabled))"
             ),
-            |q| q.bind(account).bind(owner).bind(lease_until).bind(now).bind(now).bind(id.to_string()),
+            |q| q.bind(account).bind(owner).bind(lease_until).bind(now).bind(id.to_string()).bind(pro_reserved as i64),
         )
         .await
     }

@@ -1,0 +1,73 @@
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{db, PgStore};
+use crate::store::codec::{join, split};
+use crate::keys::ApiKey;
+use crate::store::{KeyStore, StoreResult};
+use crate::tasks::model::{now_micros, Model, Tier};
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn insert_key(&self, key: &ApiKey, hash: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, key_hash, tiers, models, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(hash)
+        .bind(join(&key.tiers, |t| t.as_str()))
+        .bind(join(&key.models, |m| m.as_str()))
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn active_key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(row.map(|r| key_from_row(&r)))
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(key_from_row).collect())
+    }
+
+    async fn revoke_key(&self, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_micros())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_keys(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(n as u64)
+    }
+}
+
+fn key_from_row(r: &sqlx::postgres::PgRow) -> ApiKey {
+    ApiKey {
+        id: r.get("id"),
+        name: r.get("name"),
+        tiers: split(r.get::<&str, _>("tiers"), Tier::parse),
+        models: split(r.get::<&str, _>("models"), Model::parse),
+        created_at: r.get("created_at"),
+        revoked_at: r.get("revoked_at"),
+    }
+}
