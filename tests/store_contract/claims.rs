@@ -10,6 +10,7 @@ crate::contract!(
     a_task_is_claimed_once,
     claims_respect_the_accounts_concurrency_and_health,
     relax_claims_leave_the_reserved_slots_to_pro,
+    running_pro_tasks_fill_the_slots_kept_for_pro,
     racing_dispatchers_never_overfill_an_account,
     racing_relax_and_pro_claims_keep_the_reserve
 );
@@ -66,6 +67,24 @@ async fn relax_claims_leave_the_reserved_slots_to_pro(store: Arc<dyn Store>) {
     assert!(store.claim(relax[1], "b", "o", lease(), 1).await.unwrap());
     assert!(!store.claim(relax[2], "a", "o", lease(), 1).await.unwrap(), "the last free slot is kept for pro");
     assert!(store.claim(pro[0], "a", "o", lease(), 1).await.unwrap(), "pro takes the reserved slot");
+}
+
+async fn running_pro_tasks_fill_the_slots_kept_for_pro(store: Arc<dyn Store>) {
+    store.upsert_account(&Account::new("a", "sandbox", 4)).await.unwrap();
+    let pro = queued(&store, "p", Tier::Pro, 1).await;
+    let relax = queued(&store, "r", Tier::Relax, 4).await;
+    // Two slots kept for pro; one pro task runs, so only one is still owed.
+    assert!(store.claim(pro[0], "a", "o", lease(), 2).await.unwrap());
+    assert_eq!(store.pro_in_flight().await.unwrap(), 1);
+    assert!(store.claim(relax[0], "a", "o", lease(), 2).await.unwrap(), "3 free > 1 owed");
+    assert!(store.claim(relax[1], "a", "o", lease(), 2).await.unwrap(), "2 free > 1 owed");
+    assert!(!store.claim(relax[2], "a", "o", lease(), 2).await.unwrap(), "the last free slot is owed to pro");
+    assert_eq!(store.pro_in_flight().await.unwrap(), 1, "relax tasks are not counted");
+    // The pro task's upstream finishes: its slot is free and the reserve is owed in full.
+    assert!(store.mark_processing(pro[0], "o", "up", 1).await.unwrap());
+    assert!(store.release_slot(pro[0], "o", 2).await.unwrap());
+    assert_eq!(store.pro_in_flight().await.unwrap(), 0);
+    assert!(!store.claim(relax[2], "a", "o", lease(), 2).await.unwrap(), "2 free, 2 owed");
 }
 
 /// Many dispatchers (replicas) claim at once onto one small account: the limit holds.

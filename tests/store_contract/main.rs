@@ -8,9 +8,10 @@ mod claims;
 mod keys_accounts;
 mod leases;
 mod notify;
+mod outbox;
 mod queue;
 
-use lumagate::tasks::model::{AspectRatio, ClipDuration, Model, NewTask, Params, Resolution, Tier};
+use lumagate::tasks::model::{AspectRatio, ClipDuration, Model, NewTask, Params, Resolution, Surface, Tier};
 use uuid::Uuid;
 
 /// A task as the engine would persist it.
@@ -30,10 +31,13 @@ pub fn new_task(key: &str, tier: Tier) -> NewTask {
             start_image: None,
             end_image: Some("keyframes/x-end.png".into()),
             notify_hook: None,
+            surface: Surface::Reseller,
+            request_echo: None,
         },
         parent_id: None,
         pinned_account: None,
         created_at: lumagate::tasks::model::now_micros(),
+        idempotency: None,
     }
 }
 

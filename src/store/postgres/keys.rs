@@ -11,13 +11,14 @@ use crate::tasks::model::{now_micros, Model, Tier};
 impl KeyStore for PgStore {
     async fn insert_key(&self, key: &ApiKey, hash: &str) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO api_keys (id, name, key_hash, tiers, models, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_keys (id, name, key_hash, tiers, models, dm_tier, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&key.id)
         .bind(&key.name)
         .bind(hash)
         .bind(join(&key.tiers, |t| t.as_str()))
         .bind(join(&key.models, |m| m.as_str()))
+        .bind(key.dm_tier.map(Tier::as_str))
         .bind(key.created_at)
         .execute(&self.pool)
         .await
@@ -67,6 +68,7 @@ fn key_from_row(r: &sqlx::postgres::PgRow) -> ApiKey {
         name: r.get("name"),
         tiers: split(r.get::<&str, _>("tiers"), Tier::parse),
         models: split(r.get::<&str, _>("models"), Model::parse),
+        dm_tier: r.get::<Option<&str>, _>("dm_tier").and_then(Tier::parse),
         created_at: r.get("created_at"),
         revoked_at: r.get("revoked_at"),
     }

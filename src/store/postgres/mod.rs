@@ -9,6 +9,7 @@
 
 mod accounts;
 mod keys;
+mod outbox;
 mod tasks;
 
 use std::str::FromStr;

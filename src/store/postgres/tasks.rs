@@ -6,7 +6,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{db, PgStore};
-use crate::store::{Failure, QueueStanding, StoreError, StoreResult, TaskStore};
+use crate::store::{Failure, IdempotencyRecord, QueueStanding, StoreError, StoreResult, TaskStore};
 use crate::tasks::model::{NewTask, State, Task, Tier, VideoRef};
 
 /// Unfinished and holding an account: the tasks a worker drives under a lease.
@@ -70,6 +70,25 @@ impl TaskStore for PgStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
+        if let Some(idem) = &t.idempotency {
+            // A racing insert under the same key waits for ours to settle, then does nothing.
+            let recorded = sqlx::query(
+                "INSERT INTO idempotency (key_id, idem_key, request_hash, task_id, created_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (key_id, idem_key) DO NOTHING",
+            )
+            .bind(&t.key_id)
+            .bind(&idem.key)
+            .bind(&idem.request_hash)
+            .bind(t.id.to_string())
+            .bind(t.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if recorded.rows_affected() == 0 {
+                // Dropping the transaction rolls the task back.
+                return Err(StoreError::IdempotencyTaken);
+            }
+        }
         // Delivered at commit: every replica's dispatcher looks at the queue.
         sqlx::query("SELECT pg_notify($1, '')").bind(super::WORK_CHANNEL).execute(&mut *tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
@@ -85,8 +104,61 @@ impl TaskStore for PgStore {
         row.map(|r| task_from_row(&r)).transpose()
     }
 
+    async fn idempotency_record(&self, key_id: &str, idem_key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT request_hash, task_id FROM idempotency WHERE key_id = $1 AND idem_key = $2")
+                .bind(key_id)
+                .bind(idem_key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        row.map(|(request_hash, task_id)| Ok(IdempotencyRecord { request_hash, task_id: Uuid::parse_str(&task_id).map_err(db)? }))
+            .transpose()
+    }
+
+    async fn delete_task(&self, id: Uuid, reason: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let id = id.to_string();
+        let hidden = sqlx::query("UPDATE tasks SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if hidden.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // An unfinished task stops: its worker's next compare-and-set fails and it lets go.
+        let stopped = sqlx::query(
+            "UPDATE tasks SET state = 'failed', failure_reason = $1, finished_at = $2, lease_owner = NULL, lease_until = NULL
+             WHERE id = $3 AND state IN ('pending', 'processing')",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "UPDATE webhook_outbox SET abandoned_at = $1, last_error = 'the task was deleted'
+             WHERE task_id = $2 AND delivered_at IS NULL AND abandoned_at IS NULL",
+        )
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("DELETE FROM idempotency WHERE task_id = $1").bind(&id).execute(&mut *tx).await.map_err(db)?;
+        if stopped.rows_affected() == 1 {
+            // A slot may have come free: delivered at commit, like the other transitions.
+            sqlx::query("SELECT pg_notify($1, '')").bind(super::WORK_CHANNEL).execute(&mut *tx).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
     async fn tasks_of_key(&self, key_id: &str, offset: u64, limit: u64) -> StoreResult<Vec<Task>> {
-        let rows = sqlx::query("SELECT * FROM tasks WHERE key_id = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3")
+        let rows = sqlx::query("SELECT * FROM tasks WHERE key_id = $1 AND deleted_at IS NULL ORDER BY seq DESC LIMIT $2 OFFSET $3")
             .bind(key_id)
             .bind(limit as i64)
             .bind(offset as i64)
@@ -154,6 +226,14 @@ impl TaskStore for PgStore {
         Ok(rows.into_iter().map(|(a, n)| (a, n as u32)).collect())
     }
 
+    async fn pro_in_flight(&self) -> StoreResult<u32> {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND tier = 'pro'"))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(n as u32)
+    }
+
     async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64, pro_reserved: u32) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         // A task another replica is claiming right now is skipped, not waited for.
@@ -185,17 +265,22 @@ impl TaskStore for PgStore {
             return Ok(false);
         }
         if relax && pro_reserved > 0 {
-            let free: i64 = sqlx::query_scalar(&format!(
-                "SELECT COALESCE(SUM(GREATEST(a.concurrency - COALESCE(f.n, 0), 0)), 0)::BIGINT
-                 FROM accounts a
-                 LEFT JOIN (SELECT account_id, COUNT(*) AS n FROM tasks WHERE {HOLDS_SLOT} GROUP BY account_id) f
-                   ON f.account_id = a.id
-                 WHERE a.enabled"
+            // Relax may take a slot only while more are free than the reserve still owed
+            // to pro: the reserve less the pro tasks already holding a slot (the
+            // scheduler's own rule). Pro claims are excluded by the pool row meanwhile.
+            let (free, pro_holding): (i64, i64) = sqlx::query_as(&format!(
+                "SELECT (SELECT COALESCE(SUM(GREATEST(a.concurrency - COALESCE(f.n, 0), 0)), 0)::BIGINT
+                         FROM accounts a
+                         LEFT JOIN (SELECT account_id, COUNT(*) AS n FROM tasks WHERE {HOLDS_SLOT} GROUP BY account_id) f
+                           ON f.account_id = a.id
+                         WHERE a.enabled),
+                        (SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND tier = 'pro')"
             ))
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
-            if free <= pro_reserved as i64 {
+            let kept_for_pro = (pro_reserved as i64 - pro_holding).max(0);
+            if free <= kept_for_pro {
                 return Ok(false);
             }
         }
@@ -279,18 +364,15 @@ impl TaskStore for PgStore {
     }
 
     async fn mark_processing(&self, id: Uuid, owner: &str, upstream_id: &str, now: i64) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let change = sqlx::query(
             "UPDATE tasks SET state = 'processing', upstream_id = $1, last_progress_at = $2
              WHERE id = $3 AND lease_owner = $4 AND state = 'pending' AND account_id IS NOT NULL",
         )
         .bind(upstream_id)
         .bind(now)
         .bind(id.to_string())
-        .bind(owner)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        .bind(owner);
+        self.transition(id, now, change, false).await
     }
 
     async fn record_progress(&self, id: Uuid, owner: &str, progress: u8, now: i64) -> StoreResult<bool> {
@@ -337,7 +419,7 @@ impl TaskStore for PgStore {
     }
 
     async fn complete(&self, id: Uuid, owner: &str, v: &VideoRef, now: i64) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let change = sqlx::query(
             "UPDATE tasks SET state = 'completed', progress = 100, finished_at = $1, video_key = $2, thumbnail_key = $3,
                width = $4, height = $5, duration_secs = $6, lease_owner = NULL, lease_until = NULL
              WHERE id = $7 AND lease_owner = $8 AND state = 'processing'",
@@ -349,26 +431,20 @@ impl TaskStore for PgStore {
         .bind(v.height as i64)
         .bind(v.duration_secs)
         .bind(id.to_string())
-        .bind(owner)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        self.freed_slot(done.rows_affected() == 1).await
+        .bind(owner);
+        self.transition(id, now, change, true).await
     }
 
     async fn fail(&self, id: Uuid, owner: Option<&str>, reason: &str, now: i64) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let change = sqlx::query(
             "UPDATE tasks SET state = 'failed', failure_reason = $1, finished_at = $2, lease_owner = NULL, lease_until = NULL
              WHERE id = $3 AND state IN ('pending', 'processing') AND ($4::TEXT IS NULL OR lease_owner = $4)",
         )
         .bind(reason)
         .bind(now)
         .bind(id.to_string())
-        .bind(owner)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        self.freed_slot(done.rows_affected() == 1).await
+        .bind(owner);
+        self.transition(id, now, change, true).await
     }
 
     async fn recent_finishes(&self, count: u64) -> StoreResult<Vec<i64>> {
@@ -429,7 +505,36 @@ impl TaskStore for PgStore {
     }
 }
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
 impl PgStore {
+    /// Runs a compare-and-set state change of task `id` and, when it changed the task and
+    /// the task has a hook URL, queues the webhook delivery in the same transaction: a
+    /// state change and its delivery exist together or not at all. A change that frees a
+    /// slot also tells the other replicas' dispatchers, at commit.
+    async fn transition(&self, id: Uuid, now: i64, change: Query<'_>, frees_slot: bool) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let done = change.execute(&mut *tx).await.map_err(db)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO webhook_outbox (task_id, state, url, created_at, next_attempt_at)
+             SELECT id, state, params::jsonb ->> 'notify_hook', $1, $1 FROM tasks
+             WHERE id = $2 AND deleted_at IS NULL AND params::jsonb ->> 'notify_hook' IS NOT NULL",
+        )
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if frees_slot {
+            sqlx::query("SELECT pg_notify($1, '')").bind(super::WORK_CHANNEL).execute(&mut *tx).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
     /// A transition that may have freed a slot: other replicas' dispatchers should look.
     async fn freed_slot(&self, changed: bool) -> StoreResult<bool> {
         if changed {
@@ -470,5 +575,6 @@ fn task_from_row(r: &PgRow) -> StoreResult<Task> {
         lease_until: r.get("lease_until"),
         dispatched_at: r.get("dispatched_at"),
         last_progress_at: r.get("last_progress_at"),
+        deleted: r.get::<Option<i64>, _>("deleted_at").is_some(),
     })
 }

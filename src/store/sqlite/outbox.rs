@@ -82,7 +82,8 @@ impl OutboxStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::TaskStore;
+    use crate::accounts::Account;
+    use crate::store::{AccountStore, TaskStore};
     use crate::tasks::model::{AspectRatio, ClipDuration, Model, NewTask, Params, Resolution, Surface, Tier, VideoRef};
 
     fn task(hook: Option<&str>) -> NewTask {
@@ -115,10 +116,11 @@ mod tests {
     async fn state_changes_queue_deliveries_that_leave_in_order_per_task() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        store.upsert_account(&Account::new("acc", "sandbox", 10)).await.unwrap();
         let (a, b, quiet) = (task(Some("http://h/a")), task(Some("http://h/b")), task(None));
         for t in [&a, &b, &quiet] {
             store.insert_task(t, 100).await.unwrap();
-            assert!(store.claim(t.id, "acc", "me", i64::MAX).await.unwrap());
+            assert!(store.claim(t.id, "acc", "me", i64::MAX, 0).await.unwrap());
             assert!(store.mark_processing(t.id, "me", "up", 10).await.unwrap());
         }
         // A transition that does not happen queues nothing.

@@ -1,0 +1,82 @@
+//! The webhook outbox on PostgreSQL; rows are written by the task transitions in tasks.rs.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{db, PgStore};
+use crate::store::{Delivery, OutboxStore, StoreResult};
+use crate::tasks::model::State;
+
+/// Open: neither delivered nor given up.
+const OPEN: &str = "delivered_at IS NULL AND abandoned_at IS NULL";
+
+#[async_trait]
+impl OutboxStore for PgStore {
+    async fn due_deliveries(&self, now: i64, limit: u64) -> StoreResult<Vec<Delivery>> {
+        let rows = sqlx::query(&format!(
+            "SELECT o.seq, o.task_id, o.state, o.url, o.created_at, o.attempts FROM webhook_outbox o
+             WHERE o.{OPEN} AND o.next_attempt_at <= $1
+               AND o.seq = (SELECT MIN(seq) FROM webhook_outbox WHERE task_id = o.task_id AND {OPEN})
+             ORDER BY o.seq LIMIT $2"
+        ))
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Delivery {
+                    seq: r.get("seq"),
+                    task_id: Uuid::parse_str(r.get("task_id")).map_err(db)?,
+                    state: State::parse(r.get("state")).ok_or_else(|| db("unknown state in outbox row"))?,
+                    url: r.get("url"),
+                    created_at: r.get("created_at"),
+                    attempts: r.get::<i64, _>("attempts").max(0) as u32,
+                })
+            })
+            .collect()
+    }
+
+    async fn delivered(&self, seq: i64, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE webhook_outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE seq = $2")
+            .bind(now)
+            .bind(seq)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn retry_delivery(&self, seq: i64, attempts: u32, next_attempt_at: i64, error: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE webhook_outbox SET attempts = $1, next_attempt_at = $2, last_error = $3 WHERE seq = $4")
+            .bind(attempts as i64)
+            .bind(next_attempt_at)
+            .bind(error)
+            .bind(seq)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn abandon_delivery(&self, seq: i64, now: i64, error: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE webhook_outbox SET abandoned_at = $1, attempts = attempts + 1, last_error = $2 WHERE seq = $3")
+            .bind(now)
+            .bind(error)
+            .bind(seq)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn open_deliveries(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM webhook_outbox WHERE {OPEN}"))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(n as u64)
+    }
+}
