@@ -9,16 +9,15 @@
 //! one of those here (an extend of an unfinished generation is a 400, not the reseller
 //! surface's 409), and nothing after a task is queued can turn into an error.
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 
 use super::dm_wire::{generation_id, parse_create, Credits, DmCreate, GenerationList, GenerationView, Pong, CONCEPTS};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Body, Caller, IdempotencyKey, Origin, PathParam};
-use super::luma::number;
+use super::luma::{number, page_params};
 use super::AppState;
 use crate::tasks::{EngineError, TaskInfo};
 
@@ -123,12 +122,6 @@ pub(super) async fn delete(State(state): State<AppState>, Caller(key): Caller, P
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-pub(super) struct Page {
-    pub(super) offset: Option<String>,
-    pub(super) limit: Option<String>,
-}
-
 /// Most generations one list call returns.
 const MAX_LIMIT: u64 = 1000;
 
@@ -143,9 +136,10 @@ const MAX_LIMIT: u64 = 1000;
         (status = 400, description = "limit or offset is out of range", body = ErrorBody),
         (status = 401, description = "Missing, unknown or revoked key", body = ErrorBody),
     ))]
-pub(super) async fn list(State(state): State<AppState>, Caller(key): Caller, Origin(origin): Origin, Query(page): Query<Page>) -> Result<Json<GenerationList>, ApiError> {
-    let offset = number(page.offset.as_deref(), "offset", 0, 0, u64::MAX)?;
-    let limit = number(page.limit.as_deref(), "limit", 100, 1, MAX_LIMIT)?;
+pub(super) async fn list(State(state): State<AppState>, Caller(key): Caller, Origin(origin): Origin, RawQuery(query): RawQuery) -> Result<Json<GenerationList>, ApiError> {
+    let (offset, limit) = page_params(query.as_deref());
+    let offset = number(offset.as_deref(), "offset", 0, 0, i64::MAX as u64)?;
+    let limit = number(limit.as_deref(), "limit", 100, 1, MAX_LIMIT)?;
     // One more than asked tells whether more exist.
     let mut tasks = state.engine.list(&key, offset, limit + 1).await.map_err(refusal)?;
     let has_more = tasks.len() as u64 > limit;

@@ -125,16 +125,7 @@ pub(super) async fn read(State(state): State<AppState>, Caller(key): Caller, Ori
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub(super) async fn list(State(state): State<AppState>, Caller(key): Caller, Origin(origin): Origin, RawQuery(query): RawQuery) -> Result<Json<Vec<TaskView>>, ApiError> {
-    // Read by hand: the last value of a repeated parameter wins, and nothing in a query
-    // string can fail to deserialise into a plain-text rejection.
-    let (mut offset, mut limit) = (None, None);
-    for (name, value) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
-        match &*name {
-            "offset" => offset = Some(value.into_owned()),
-            "limit" => limit = Some(value.into_owned()),
-            _ => {}
-        }
-    }
+    let (offset, limit) = page_params(query.as_deref());
     let offset = number(offset.as_deref(), "offset", 0, 0, i64::MAX as u64)?;
     let limit = number(limit.as_deref(), "limit", 20, 1, 100)?;
     let tasks = state.engine.list(&key, offset, limit).await?;
@@ -165,6 +156,21 @@ fn view(state: &AppState, info: &TaskInfo, origin: &str) -> TaskView {
 /// A task id from the path; anything that is not a UUID is simply not a task.
 pub(super) fn task_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found("no such task"))
+}
+
+/// `offset` and `limit` of a query string, read by hand: the last value of a repeated
+/// parameter wins, and nothing in a query string can fail to deserialise into axum's
+/// plain-text rejection.
+pub(super) fn page_params(query: Option<&str>) -> (Option<String>, Option<String>) {
+    let (mut offset, mut limit) = (None, None);
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*name {
+            "offset" => offset = Some(value.into_owned()),
+            "limit" => limit = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    (offset, limit)
 }
 
 pub(super) fn number(raw: Option<&str>, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ApiError> {

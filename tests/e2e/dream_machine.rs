@@ -98,3 +98,20 @@ async fn one_pool_two_shapes_and_the_tier_is_the_keys() {
     let r = app.get_as(&relax_only.secret, &format!("/luma/generations/{id}")).go().await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_parameters_out_of_range_or_repeated_get_json_errors_on_both_surfaces() {
+    let app = App::start(&[]).await;
+    for base in ["/dream-machine/v1/generations", "/luma/generations"] {
+        // 2^63 is past the int64 the document promises.
+        let r = app.get(&format!("{base}?offset=9223372036854775808")).go().await;
+        assert_eq!(r.status, 400, "{base}: {}", r.text());
+        assert!(r.json()["detail"].as_str().is_some_and(|d| d.contains("offset")), "{base}: {}", r.text());
+        // A repeated parameter is not a plain-text rejection: the last value wins.
+        let r = app.get(&format!("{base}?limit=1&limit=2")).go().await;
+        assert_eq!(r.status, 200, "{base}: {}", r.text());
+        let r = app.get(&format!("{base}?limit=0")).go().await;
+        assert_eq!(r.status, 400, "{base}: {}", r.text());
+        assert!(r.json()["detail"].as_str().is_some_and(|d| d.contains("limit")), "{base}: {}", r.text());
+    }
+}
