@@ -10,6 +10,7 @@ mod leases;
 mod notify;
 mod outbox;
 mod queue;
+mod replica_outbox;
 
 use lumagate::tasks::model::{AspectRatio, ClipDuration, Model, NewTask, Params, Resolution, Surface, Tier};
 use uuid::Uuid;

@@ -10,21 +10,33 @@ use crate::tasks::model::State;
 
 /// Open: neither delivered nor given up.
 const OPEN: &str = "delivered_at IS NULL AND abandoned_at IS NULL";
+/// How long a replica holds the deliveries it took: longer than any attempt may take.
+const DELIVERY_CLAIM_MICROS: i64 = 10 * 60 * 1_000_000;
 
 #[async_trait]
 impl OutboxStore for PgStore {
     async fn due_deliveries(&self, now: i64, limit: u64) -> StoreResult<Vec<Delivery>> {
-        let rows = sqlx::query(&format!(
-            "SELECT o.seq, o.task_id, o.state, o.url, o.created_at, o.attempts FROM webhook_outbox o
-             WHERE o.{OPEN} AND o.next_attempt_at <= $1
-               AND o.seq = (SELECT MIN(seq) FROM webhook_outbox WHERE task_id = o.task_id AND {OPEN})
-             ORDER BY o.seq LIMIT $2"
+        // Replicas share the outbox: taking a row pushes its next attempt past the longest
+        // delivery, so no other replica sends it meanwhile. SKIP LOCKED lets replicas take
+        // disjoint rows at once; a replica that dies mid-send leaves its rows due again
+        // after the claim lapses (at-least-once, with a stable X-Lumagate-Delivery id).
+        let mut rows = sqlx::query(&format!(
+            "UPDATE webhook_outbox SET next_attempt_at = $3
+             WHERE seq IN (
+               SELECT o.seq FROM webhook_outbox o
+               WHERE o.{OPEN} AND o.next_attempt_at <= $1
+                 AND o.seq = (SELECT MIN(seq) FROM webhook_outbox WHERE task_id = o.task_id AND {OPEN})
+               ORDER BY o.seq LIMIT $2
+               FOR UPDATE SKIP LOCKED)
+             RETURNING seq, task_id, state, url, created_at, attempts"
         ))
         .bind(now)
         .bind(limit as i64)
+        .bind(now + DELIVERY_CLAIM_MICROS)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
+        rows.sort_by_key(|r| r.get::<i64, _>("seq"));
         rows.iter()
             .map(|r| {
                 Ok(Delivery {
