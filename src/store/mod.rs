@@ -67,6 +67,20 @@ pub struct Delivery {
     pub attempts: u32,
 }
 
+impl Delivery {
+    /// A delivery from an outbox row's columns, as both stores read them.
+    pub(crate) fn from_columns(seq: i64, task_id: &str, state: &str, url: String, created_at: i64, attempts: i64) -> StoreResult<Delivery> {
+        Ok(Delivery {
+            seq,
+            task_id: Uuid::parse_str(task_id).map_err(|e| StoreError::Database(format!("bad task id in outbox row: {e}")))?,
+            state: State::parse(state).ok_or_else(|| StoreError::Database("unknown state in outbox row".into()))?,
+            url,
+            created_at,
+            attempts: attempts.max(0) as u32,
+        })
+    }
+}
+
 /// The webhook outbox. Rows are written by the task transitions themselves
 /// ([`TaskStore::mark_processing`], `complete`, `fail`), never separately.
 #[async_trait]

@@ -1,10 +1,8 @@
 use async_trait::async_trait;
 use sqlx::Row;
-use uuid::Uuid;
 
 use super::{db, SqliteStore};
 use crate::store::{Delivery, OutboxStore, StoreResult};
-use crate::tasks::model::State;
 
 /// Open: neither delivered nor given up.
 const OPEN: &str = "delivered_at IS NULL AND abandoned_at IS NULL";
@@ -25,14 +23,7 @@ impl OutboxStore for SqliteStore {
         .map_err(db)?;
         rows.iter()
             .map(|r| {
-                Ok(Delivery {
-                    seq: r.get("seq"),
-                    task_id: Uuid::parse_str(r.get("task_id")).map_err(db)?,
-                    state: State::parse(r.get("state")).ok_or_else(|| db("unknown state in outbox row"))?,
-                    url: r.get("url"),
-                    created_at: r.get("created_at"),
-                    attempts: r.get::<i64, _>("attempts").max(0) as u32,
-                })
+                Delivery::from_columns(r.get("seq"), r.get("task_id"), r.get("state"), r.get("url"), r.get("created_at"), r.get("attempts"))
             })
             .collect()
     }
@@ -84,7 +75,8 @@ mod tests {
     use super::*;
     use crate::accounts::Account;
     use crate::store::{AccountStore, TaskStore};
-    use crate::tasks::model::{AspectRatio, ClipDuration, Model, NewTask, Params, Resolution, Surface, Tier, VideoRef};
+    use crate::tasks::model::{AspectRatio, ClipDuration, Model, NewTask, Params, Resolution, State, Surface, Tier, VideoRef};
+    use uuid::Uuid;
 
     fn task(hook: Option<&str>) -> NewTask {
         NewTask {
