@@ -31,6 +31,8 @@ pub struct Config {
     pub public_url: Option<String>,
     pub link_ttl_secs: u64,
     pub body_limit_bytes: usize,
+    /// Memory that large request bodies (over 1 MiB each) may hold at once.
+    pub body_budget_bytes: u64,
     /// Sustained requests per second per API key; 0 turns the limit off.
     pub rate_limit_per_sec: u32,
     /// Requests a key may make at once above the sustained rate.
@@ -149,6 +151,8 @@ impl Default for Config {
             link_ttl_secs: 3600,
             // Two base64 keyframes at the image limit, plus the rest of the body.
             body_limit_bytes: 30 * 1024 * 1024,
+            // Room for three bodies at the limit; each costs a few times its size while parsed.
+            body_budget_bytes: 96 * 1024 * 1024,
             // A poller of a few hundred tasks every few seconds stays well inside this.
             rate_limit_per_sec: 200,
             rate_limit_burst: 400,
@@ -230,6 +234,7 @@ impl Config {
         }
         parse("LUMAGATE_LINK_TTL_SECS", var("LUMAGATE_LINK_TTL_SECS"), &mut self.link_ttl_secs)?;
         parse("LUMAGATE_BODY_LIMIT_BYTES", var("LUMAGATE_BODY_LIMIT_BYTES"), &mut self.body_limit_bytes)?;
+        parse("LUMAGATE_BODY_BUDGET_BYTES", var("LUMAGATE_BODY_BUDGET_BYTES"), &mut self.body_budget_bytes)?;
         parse("LUMAGATE_RATE_LIMIT_PER_SEC", var("LUMAGATE_RATE_LIMIT_PER_SEC"), &mut self.rate_limit_per_sec)?;
         parse("LUMAGATE_RATE_LIMIT_BURST", var("LUMAGATE_RATE_LIMIT_BURST"), &mut self.rate_limit_burst)?;
         parse("LUMAGATE_HEADER_TIMEOUT_SECS", var("LUMAGATE_HEADER_TIMEOUT_SECS"), &mut self.header_timeout_secs)?;

@@ -14,7 +14,7 @@ use crate::blobs::{BlobStore, LocalBlobs, S3Blobs, S3Location};
 use crate::config::{Config, DEFAULT_SANDBOX_ACCOUNT};
 use crate::http::rate::KeyRateLimit;
 use crate::http::server::{self, ServerLimits};
-use crate::http::{router, webhook_body, AppState, HttpConfig};
+use crate::http::{app, webhook_body, AppState, HttpConfig, Shared};
 use crate::keys::{issue, AdminToken};
 use crate::media::intake::IntakeLimits;
 use crate::accounts::Account;
@@ -29,6 +29,26 @@ use crate::tasks::model::{Model, Tier};
 use crate::tasks::{Engine, EngineConfig, ResultPolicy, WatermarkPolicy};
 use crate::webhooks::{Render, Report, WebhookConfig, Webhooks};
 
+/// Locks the data folder for this server until it exits (the OS drops the lock with
+/// the process, also on `kill -9`); a second server on the same folder is refused.
+fn hold_data_folder(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another lumagate server is using the data folder {}; run one server per folder, or share a PostgreSQL database between replicas",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
 /// Lease owner of the embedded deployment: one process per data folder, so a restarted
 /// process is the same owner and resumes its tasks at once instead of waiting for expiry.
 /// Replicas on a shared database each take a fresh, unique owner instead (see [`replica_owner`]).
@@ -41,6 +61,12 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
         config.listen = listen;
     }
     let opened = Location::open_store(&config).await?;
+    // The embedded store trusts that this process makes every task write (it caches
+    // tasks, and its workers own the lease owner name `embedded`): one server per folder.
+    let _folder_lock = match opened.postgres {
+        None => Some(hold_data_folder(&config.data_dir)?),
+        Some(_) => None,
+    };
     let store = opened.store.clone();
     // Configured accounts are (re)applied at each start; the default sandbox account only
     // while the pool holds nothing else, so accounts added with `lumagate accounts` stand.
@@ -110,16 +136,21 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
     webhooks.start(stop_webhooks.clone());
 
     let ready = Arc::new(AtomicBool::new(false));
-    let state = AppState {
+    let state = AppState::new(Shared {
         engine: engine.clone(),
         public_url: config.public_url.clone(),
         link_ttl: Duration::from_secs(config.link_ttl_secs),
         body_limit: config.body_limit_bytes,
         body_timeout: Duration::from_secs(config.body_timeout_secs),
+        // A body waits for room at most as long as it may take to arrive.
+        body_budget: Arc::new(crate::http::body_budget::BodyBudget::new(
+            config.body_budget_bytes,
+            Duration::from_secs(config.body_timeout_secs),
+        )),
         rate_limit: KeyRateLimit::new(config.rate_limit_per_sec, config.rate_limit_burst).map(Arc::new),
         ready: ready.clone(),
         admin: Arc::new(AdminToken::new(&admin_token(&config)?)),
-    };
+    });
     if let Some(limit) = state.rate_limit.clone() {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -129,7 +160,7 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
             }
         });
     }
-    let app = router(state, HttpConfig { cors_origins: config.cors_origins.clone(), local_blobs });
+    let app = app(state, HttpConfig { cors_origins: config.cors_origins.clone(), local_blobs });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

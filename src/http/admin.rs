@@ -273,7 +273,7 @@ pub struct RevokedView {
         (status = 404, description = "No active key has this id", body = ErrorBody),
     ))]
 pub(super) async fn revoke_key(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Json<RevokedView>, ApiError> {
-    if !state.engine.store().revoke_key(&id).await.map_err(ApiError::internal)? {
+    if !state.engine.revoke_key(&id).await.map_err(ApiError::internal)? {
         return Err(ApiError::not_found(format!("no active key with id {id}")));
     }
     tracing::info!(key.id = %id, "key revoked through the admin API");

@@ -26,13 +26,14 @@ use crate::tasks::{EngineError, TaskInfo};
 pub const UNLIMITED_CREDITS: f64 = 1e9;
 
 pub fn routes() -> Router<AppState> {
+    const P: &str = "/dream-machine/v1";
     Router::new()
-        .route("/generations", post(create_legacy).get(list))
-        .route("/generations/video", post(create))
-        .route("/generations/concepts/list", get(concepts))
-        .route("/generations/{id}", get(read).delete(delete))
-        .route("/ping", get(ping))
-        .route("/credits", get(credits))
+        .route(&format!("{P}/generations"), post(create_legacy).get(list))
+        .route(&format!("{P}/generations/video"), post(create))
+        .route(&format!("{P}/generations/concepts/list"), get(concepts))
+        .route(&format!("{P}/generations/{{id}}"), get(read).delete(delete))
+        .route(&format!("{P}/ping"), get(ping))
+        .route(&format!("{P}/credits"), get(credits))
 }
 
 /// Create a video generation (SDK ≥ 1.11).

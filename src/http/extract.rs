@@ -8,7 +8,7 @@ use axum::http::{header, StatusCode};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::keys::{hash_secret, ApiKey};
+use crate::keys::ApiKey;
 use crate::tasks::model::Idempotency;
 
 /// The authenticated caller.
@@ -21,8 +21,7 @@ impl FromRequestParts<AppState> for Caller {
         let secret = bearer(parts)?;
         let key = state
             .engine
-            .store()
-            .active_key_by_hash(&hash_secret(secret))
+            .authenticate(secret)
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?;
@@ -35,8 +34,12 @@ impl FromRequestParts<AppState> for Caller {
 
 /// The secret of an `Authorization: Bearer <secret>` header.
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let header = parts
-        .headers
+    bearer_secret(&parts.headers)
+}
+
+/// The secret of an `Authorization: Bearer <secret>` header among `headers`.
+pub(super) fn bearer_secret(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing Authorization header; send `Authorization: Bearer <key>`"))?;
     let value = header
@@ -77,18 +80,22 @@ impl FromRequestParts<AppState> for Origin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some(url) = &state.public_url {
-            return Ok(Origin(url.clone()));
-        }
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-            .unwrap_or("localhost");
-        Ok(Origin(format!("http://{host}")))
+        Ok(Origin(origin_of(&parts.headers, &parts.uri, state.public_url.as_deref())))
     }
+}
+
+/// The origin links start with: `public_url`, else `http://` and the request's `Host`.
+pub(super) fn origin_of(headers: &axum::http::HeaderMap, uri: &axum::http::Uri, public_url: Option<&str>) -> String {
+    if let Some(url) = public_url {
+        return url.to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    format!("http://{host}")
 }
 
 /// The raw request body, with over-limit bodies answered as `413` naming the limit.

@@ -15,17 +15,18 @@ use crate::tasks::model::Tier;
 use crate::tasks::request::{parse_generation, RequestKind};
 use crate::tasks::TaskInfo;
 
-/// Routes of one prefix; `tier` is the tier that creates under it.
-pub fn routes(tier: Tier) -> Router<AppState> {
+/// Routes under `prefix`; `tier` is the tier that creates under it. Full paths rather
+/// than a nested router: nesting costs a second route lookup on every poll.
+pub fn routes(prefix: &str, tier: Tier) -> Router<AppState> {
     let create = move |s: State<AppState>, c: Caller, o: Origin, i: IdempotencyKey, b: Body| create(s, c, o, i, b, tier);
     let extend =
         move |s: State<AppState>, c: Caller, o: Origin, p: PathParam, i: IdempotencyKey, b: Body| extend(s, c, o, p, i, b, tier);
     Router::new()
-        .route("/generations", post(create).get(list))
-        .route("/generations/", post(create).get(list))
-        .route("/generations/{id}", get(read))
-        .route("/generations/{id}/extend", post(extend))
-        .route("/generations/{id}/download_video_url", get(download_video_url))
+        .route(&format!("{prefix}/generations"), post(create).get(list))
+        .route(&format!("{prefix}/generations/"), post(create).get(list))
+        .route(&format!("{prefix}/generations/{{id}}"), get(read))
+        .route(&format!("{prefix}/generations/{{id}}/extend"), post(extend))
+        .route(&format!("{prefix}/generations/{{id}}/download_video_url"), get(download_video_url))
 }
 
 /// Create a task (relax under `/luma`, pro under `/pro/luma`).

@@ -30,9 +30,10 @@ pub(super) async fn scrape(State(state): State<AppState>) -> Result<Response, Ap
 /// do not explode the label set.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_string();
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_string();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
-    state.engine.metrics().request(&method, &route, response.status().as_u16(), started.elapsed());
+    let route = route.as_ref().map_or("unmatched", |m| m.as_str());
+    state.engine.metrics().request(&method, route, response.status().as_u16(), started.elapsed());
     response
 }

@@ -2,10 +2,12 @@
 //! and nothing of SQL or upstream formats.
 
 mod admin;
+pub mod body_budget;
 mod dm_wire;
 mod dream_machine;
 mod error;
 mod extract;
+mod fast_poll;
 mod files;
 mod luma;
 mod openapi;
@@ -26,10 +28,11 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use fast_poll::App;
 pub use openapi::{document as openapi_document, document_json as openapi_json};
 
 use crate::blobs::{BlobStore, LocalBlobs};
@@ -37,9 +40,26 @@ use crate::keys::AdminToken;
 use crate::tasks::model::{Surface, Task, Tier};
 use crate::tasks::{Engine, TaskInfo};
 
-/// What every handler can reach.
+/// What every handler can reach. axum clones the state for every request and every
+/// middleware, so it is one reference-counted pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub struct Shared {
     pub engine: Arc<Engine>,
     /// Configured public origin for links; `None` uses the request's `Host`.
     pub public_url: Option<String>,
@@ -48,6 +68,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Time a client has to send a request's body (408 beyond).
     pub body_timeout: Duration,
+    /// Memory that large request bodies may hold at once.
+    pub body_budget: Arc<body_budget::BodyBudget>,
     /// Per-key request budget; `None` means unlimited.
     pub rate_limit: Option<Arc<rate::KeyRateLimit>>,
     pub ready: Arc<AtomicBool>,
@@ -63,11 +85,21 @@ pub struct HttpConfig {
     pub local_blobs: Option<Arc<LocalBlobs>>,
 }
 
-pub fn router(state: AppState, config: HttpConfig) -> Router {
+/// The whole HTTP application: the router behind the polling fast path.
+pub fn app(state: AppState, config: HttpConfig) -> App {
+    let any_origin = allows_any_origin(&config.cors_origins);
+    let ids = RequestIds::new();
+    App::new(router(state.clone(), config, ids.clone()), state, ids, any_origin)
+}
+
+/// The header every answer carries its request id in.
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn router(state: AppState, config: HttpConfig, ids: RequestIds) -> Router {
     let mut app = Router::new()
-        .nest("/luma", luma::routes(Tier::Relax))
-        .nest("/pro/luma", luma::routes(Tier::Pro))
-        .nest("/dream-machine/v1", dream_machine::routes())
+        .merge(luma::routes("/luma", Tier::Relax))
+        .merge(luma::routes("/pro/luma", Tier::Pro))
+        .merge(dream_machine::routes())
         .merge(ops::routes())
         .merge(openapi::routes())
         .merge(metrics::routes())
@@ -76,12 +108,13 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
     if let Some(blobs) = config.local_blobs {
         app = app.merge(files::routes(blobs));
     }
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = REQUEST_ID.clone();
     app.fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this path")
         })
         .layer(DefaultBodyLimit::max(state.body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), body_budget::admit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(RequestBodyTimeoutLayer::new(state.body_timeout))
         .with_state(state)
@@ -91,7 +124,7 @@ pub fn router(state: AppState, config: HttpConfig) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(cors(&config.cors_origins))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, ids))
 }
 
 /// The body of a webhook delivery: the task in the shape of the surface that created it,
@@ -110,9 +143,42 @@ pub fn webhook_body(task: &Task, blobs: &dyn BlobStore, origin: &str, ttl: Durat
     })
 }
 
+/// Request ids: a random per-process prefix and a counter. Unique like UUIDs for
+/// matching an answer to its log lines, but without asking the OS for randomness on
+/// every request (a system call on the polling hot path).
+#[derive(Clone)]
+struct RequestIds {
+    prefix: u64,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        RequestIds { prefix: rand::random(), next: Arc::new(std::sync::atomic::AtomicU64::new(1)) }
+    }
+}
+
+impl RequestIds {
+    fn next(&self) -> header::HeaderValue {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{:016x}-{n:08x}", self.prefix);
+        header::HeaderValue::from_str(&id).expect("hex digits and a dash")
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        Some(RequestId::new(self.next()))
+    }
+}
+
+fn allows_any_origin(origins: &[String]) -> bool {
+    origins.iter().any(|o| o == "*") || origins.is_empty()
+}
+
 /// Browsers call the API cross-origin with Bearer keys (never cookies).
 fn cors(origins: &[String]) -> CorsLayer {
-    let allow = if origins.iter().any(|o| o == "*") || origins.is_empty() {
+    let allow = if allows_any_origin(origins) {
         AllowOrigin::any()
     } else {
         AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))

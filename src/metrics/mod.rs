@@ -28,17 +28,17 @@ const DISPATCH_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    pub method: &'static str,
     /// The matched route pattern (`/luma/generations/{id}`), never the raw path, so the
     /// label set stays bounded; unmatched paths count as `unmatched`.
-    pub route: String,
+    pub route: &'static str,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub method: String,
-    pub route: String,
+    pub method: &'static str,
+    pub route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -144,6 +144,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: Family<RouteLabels, Histogram>,
     pub tasks_created: Family<TierOnly, Counter>,
+    /// Polls answered from memory by the fast path (the rest of the polls read the store).
+    pub polls_from_memory: Counter,
     pub tasks_finished: Family<TierState, Counter>,
     pub queue_wait: Family<TierOnly, Histogram>,
     pub dispatch_latency: Histogram,
@@ -174,6 +176,12 @@ impl Metrics {
             "Time to answer an HTTP request, by method and route",
             Unit::Seconds,
             request_duration.clone(),
+        );
+        let polls_from_memory = Counter::default();
+        registry.register(
+            "polls_from_memory",
+            "Polls of a task answered from memory, without reading the store",
+            polls_from_memory.clone(),
         );
         let tasks_created = Family::<TierOnly, Counter>::default();
         registry.register("tasks_created", "Tasks accepted, by tier", tasks_created.clone());
@@ -221,6 +229,7 @@ impl Metrics {
             requests,
             request_duration,
             tasks_created,
+            polls_from_memory,
             tasks_finished,
             queue_wait,
             dispatch_latency,
@@ -234,11 +243,12 @@ impl Metrics {
         }
     }
 
-    pub fn request(&self, method: &str, route: &str, status: u16, took: Duration) {
-        let (method, route) = (method.to_string(), route.to_string());
-        self.request_duration
-            .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })
-            .observe(took.as_secs_f64());
+    /// Counts one answered request. `route` is a route pattern (or `unmatched`); any
+    /// method outside the standard ones counts as `OTHER`, so labels stay bounded.
+    pub fn request(&self, method: &axum::http::Method, route: &str, status: u16, took: Duration) {
+        let method = standard_method(method);
+        let route = intern_route(route);
+        self.request_duration.get_or_create(&RouteLabels { method, route }).observe(took.as_secs_f64());
         self.requests.get_or_create(&RequestLabels { method, route, status }).inc();
     }
 
@@ -289,6 +299,37 @@ impl Metrics {
     }
 }
 
+/// The name of a standard method, or `OTHER`.
+fn standard_method(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// A route pattern as a `'static` string, so labels are built without allocating. The
+/// patterns are the router's own (a fixed set), so the interned strings stay few.
+fn intern_route(route: &str) -> &'static str {
+    static ROUTES: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+    if let Some(known) = ROUTES.read().expect("routes").iter().find(|r| **r == route) {
+        return known;
+    }
+    let mut routes = ROUTES.write().expect("routes");
+    if let Some(known) = routes.iter().find(|r| **r == route) {
+        return known;
+    }
+    let interned: &'static str = Box::leak(route.to_string().into_boxed_str());
+    routes.push(interned);
+    interned
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,8 +337,8 @@ mod tests {
     #[test]
     fn events_and_levels_appear_in_the_exposition() {
         let m = Metrics::new();
-        m.request("POST", "/luma/generations", 200, Duration::from_millis(3));
-        m.request("POST", "/luma/generations", 200, Duration::from_millis(4));
+        m.request(&axum::http::Method::POST, "/luma/generations", 200, Duration::from_millis(3));
+        m.request(&axum::http::Method::POST, "/luma/generations", 200, Duration::from_millis(4));
         m.task_created(Tier::Pro);
         m.upstream_error("acc-a", UpstreamErrorKind::RateLimited);
         let text = m.render(&Levels {

@@ -8,6 +8,7 @@
 mod codec;
 pub mod postgres;
 pub mod sqlite;
+mod task_cache;
 
 use std::collections::HashMap;
 
@@ -129,6 +130,12 @@ pub trait TaskStore: Send + Sync {
     async fn idempotency_record(&self, key_id: &str, idem_key: &str) -> StoreResult<Option<IdempotencyRecord>>;
     /// A task, deleted or not (the engine decides what a deleted task means to whom).
     async fn task(&self, id: Uuid) -> StoreResult<Option<Task>>;
+    /// The task if this store holds an up-to-date copy in memory; never does I/O. A
+    /// store shared with other processes, which cannot know when a copy went stale,
+    /// holds none. An unchanged task is the same `Arc` on every call.
+    fn cached_task(&self, _id: Uuid) -> Option<std::sync::Arc<Task>> {
+        None
+    }
     /// Deletes a task for its owner: hides it, fails it if unfinished (no webhook for
     /// that), drops its open deliveries and idempotency records. False if already gone.
     async fn delete_task(&self, id: Uuid, reason: &str, now: i64) -> StoreResult<bool>;
@@ -145,6 +152,11 @@ pub trait TaskStore: Send + Sync {
     async fn in_flight(&self) -> StoreResult<HashMap<String, u32>>;
     /// Pro tasks holding a slot, on any account: they count toward the slots kept for pro.
     async fn pro_in_flight(&self) -> StoreResult<u32>;
+    /// [`Self::in_flight`] and [`Self::pro_in_flight`] together, as one snapshot where the
+    /// store can (the dispatcher's first read of every pass).
+    async fn slots_in_use(&self) -> StoreResult<(HashMap<String, u32>, u32)> {
+        Ok((self.in_flight().await?, self.pro_in_flight().await?))
+    }
     /// Hands a queued task to an account under a lease, atomically with the capacity
     /// rules, so they hold across any number of dispatchers. False (nothing changed) if
     /// the task is no longer queued (someone else claimed it first), the account is

@@ -14,7 +14,7 @@ mod service;
 mod worker;
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -88,6 +88,10 @@ pub struct Engine {
     pub(crate) owner: String,
     /// Wakes the dispatcher: a task was queued or a slot freed.
     pub(crate) wake: Notify,
+    /// The last dispatch pass left no slot that relax work may take, and none has come
+    /// free since: a new relax task need not wake the dispatcher (a pass would find
+    /// nothing to do). Pro tasks always wake it.
+    relax_full: AtomicBool,
     /// Tasks this process is driving now, so a task never gets two local workers.
     pub(crate) running: Mutex<HashSet<uuid::Uuid>>,
     /// The pool as last read by the dispatcher.
@@ -101,6 +105,8 @@ pub struct Engine {
     /// When a slot last came free (microseconds), so dispatch latency can be measured
     /// from the moment a waiting task and a free slot both existed.
     pub(crate) slot_freed_at: AtomicI64,
+    /// Keys that recently authenticated.
+    keys: crate::keys::KeyCache,
 }
 
 impl Engine {
@@ -126,6 +132,7 @@ impl Engine {
             config,
             owner,
             wake: Notify::new(),
+            relax_full: AtomicBool::new(false),
             running: Mutex::new(HashSet::new()),
             accounts: RwLock::new(Vec::new()),
             accounts_read_at: Mutex::new(None),
@@ -133,6 +140,7 @@ impl Engine {
             shutdown: CancellationToken::new(),
             metrics: Metrics::new(),
             slot_freed_at: AtomicI64::new(model::now_micros()),
+            keys: crate::keys::KeyCache::default(),
         })
     }
 
@@ -180,6 +188,32 @@ impl Engine {
         })
     }
 
+    /// The active key with this secret; from memory when it authenticated less than
+    /// [`crate::keys::KEY_TTL`] ago.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<crate::keys::ApiKey>, crate::store::StoreError> {
+        let digest = crate::keys::secret_digest(secret);
+        if let Some(key) = self.keys.get(&digest) {
+            return Ok(Some(key));
+        }
+        let key = self.store.active_key_by_hash(&hex::encode(digest)).await?;
+        if let Some(key) = &key {
+            self.keys.put(digest, key);
+        }
+        Ok(key)
+    }
+
+    /// The key with this secret if it is in memory and fresh; never reads the store.
+    pub fn cached_key(&self, secret: &str) -> Option<crate::keys::ApiKey> {
+        self.keys.get(&crate::keys::secret_digest(secret))
+    }
+
+    /// Revokes a key; this process refuses it from now on. False when no active key has this id.
+    pub async fn revoke_key(&self, id: &str) -> Result<bool, crate::store::StoreError> {
+        let revoked = self.store.revoke_key(id).await?;
+        self.keys.forget(id);
+        Ok(revoked)
+    }
+
     /// The lease owner name of this process.
     pub fn owner(&self) -> &str {
         &self.owner
@@ -187,7 +221,26 @@ impl Engine {
 
     /// Asks the dispatcher for a pass now (work appeared elsewhere, e.g. another replica).
     pub fn wake(&self) {
+        self.capacity_changed();
+    }
+
+    /// A slot may have come free (or the pool changed): the next pass looks at everything.
+    pub(crate) fn capacity_changed(&self) {
+        self.relax_full.store(false, Ordering::SeqCst);
         self.wake.notify_one();
+    }
+
+    /// A task was queued here: wake the dispatcher unless the task is relax and the
+    /// last pass found no slot relax may take (a freed slot wakes it anyway).
+    pub(crate) fn task_queued(&self, tier: model::Tier) {
+        if tier == model::Tier::Pro || !self.relax_full.load(Ordering::SeqCst) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// What a dispatch pass found: whether relax work could still take a slot.
+    pub(crate) fn note_relax_full(&self, full: bool) {
+        self.relax_full.store(full, Ordering::SeqCst);
     }
 
     /// Resolves when the engine begins shutting down.

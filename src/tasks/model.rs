@@ -202,7 +202,7 @@ pub struct VideoRef {
 
 /// A task as stored. Engine-private fields (account, upstream id, lease) live here too;
 /// the wire layer decides what is public.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     pub id: Uuid,
     pub key_id: String,
@@ -248,6 +248,33 @@ pub struct NewTask {
     pub created_at: i64,
     /// Recorded with the task in the same transaction, so a repeated request finds it.
     pub idempotency: Option<Idempotency>,
+}
+
+impl NewTask {
+    /// The task as it stands right after it was stored: queued, no progress.
+    pub fn as_stored(&self) -> Task {
+        Task {
+            id: self.id,
+            key_id: self.key_id.clone(),
+            tier: self.tier,
+            state: State::Pending,
+            prompt: self.prompt.clone(),
+            params: self.params.clone(),
+            parent_id: self.parent_id,
+            created_at: self.created_at,
+            progress: 0,
+            failure_reason: None,
+            video: None,
+            account_id: None,
+            upstream_id: None,
+            attempt: None,
+            lease_owner: None,
+            lease_until: None,
+            dispatched_at: None,
+            last_progress_at: None,
+            deleted: false,
+        }
+    }
 }
 
 /// A caller's `Idempotency-Key` and a digest of the request it came with.

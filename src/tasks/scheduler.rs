@@ -52,7 +52,7 @@ impl Engine {
     /// One dispatch pass: fill every free slot with the best waiting task.
     pub(super) async fn dispatch(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
         let accounts = self.accounts_for_dispatch().await?;
-        let in_flight = self.store.in_flight().await?;
+        let (in_flight, mut pro_running) = self.store.slots_in_use().await?;
         let now = now_micros();
         let mut free: HashMap<&str, u32> = accounts
             .iter()
@@ -61,10 +61,10 @@ impl Engine {
             .collect();
         let mut total_free: u32 = free.values().sum();
         if total_free == 0 {
+            self.note_relax_full(true);
             return Ok(());
         }
         let wanted = (total_free as u64 * 4).min(CANDIDATES_PER_PASS);
-        let mut pro_running = self.store.pro_in_flight().await?;
         for (task, pinned) in self.store.dispatch_candidates(wanted).await? {
             if total_free == 0 {
                 break;
@@ -105,6 +105,8 @@ impl Engine {
                 self.spawn_worker(task.id);
             }
         }
+        let kept_for_pro = self.config.pro_reserved_slots.saturating_sub(pro_running);
+        self.note_relax_full(total_free <= kept_for_pro);
         Ok(())
     }
 

@@ -273,7 +273,7 @@ impl Engine {
         };
         self.metrics.task_created(stored.tier);
         tracing::info!(task.id = %stored.id, tier = stored.tier.as_str(), "task accepted");
-        self.wake.notify_one();
+        self.task_queued(stored.tier);
         // The task is queued now: nothing after this point may turn into an error, or a
         // client that retries errors would queue it twice.
         Ok(self.info_or_bare(stored).await)

@@ -32,7 +32,7 @@ impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         self.0.running.lock().expect("running set").remove(&self.1);
         self.0.slot_freed_at.store(now_micros(), std::sync::atomic::Ordering::Relaxed);
-        self.0.wake.notify_one();
+        self.0.capacity_changed();
     }
 }
 
@@ -122,7 +122,7 @@ impl Engine {
                     // The upstream's capacity is free now; the next task needn't wait for the download.
                     if self.store.release_slot(id, &self.owner, now_micros()).await? {
                         self.slot_freed_at.store(now_micros(), std::sync::atomic::Ordering::Relaxed);
-                        self.wake.notify_one();
+                        self.capacity_changed();
                     }
                     match source {
                         VideoSource::Rendered { mp4, thumbnail_jpeg, width, height, duration_secs } => {

@@ -22,6 +22,7 @@ mod images;
 mod limits;
 mod listing;
 mod openapi;
+mod polling;
 mod metrics;
 mod restart;
 mod tasks;

@@ -35,6 +35,11 @@ async fn a_task_is_claimed_once(store: Arc<dyn Store>) {
     assert_eq!((t.account_id.as_deref(), t.lease_owner.as_deref(), t.lease_until), (Some("acct"), Some("one"), Some(until)));
     assert!(t.dispatched_at.is_some() && !t.is_queued());
     assert_eq!(store.in_flight().await.unwrap().get("acct"), Some(&1));
+    assert_eq!(
+        store.slots_in_use().await.unwrap(),
+        (store.in_flight().await.unwrap(), store.pro_in_flight().await.unwrap()),
+        "the dispatcher's combined read agrees with the separate ones"
+    );
     assert_eq!(store.queue_depth().await.unwrap(), (0, 0));
     assert!(!store.claim(uuid::Uuid::new_v4(), "acct", "one", until, 0).await.unwrap(), "no such task");
 }
@@ -80,6 +85,8 @@ async fn running_pro_tasks_fill_the_slots_kept_for_pro(store: Arc<dyn Store>) {
     assert!(store.claim(relax[1], "a", "o", lease(), 2).await.unwrap(), "2 free > 1 owed");
     assert!(!store.claim(relax[2], "a", "o", lease(), 2).await.unwrap(), "the last free slot is owed to pro");
     assert_eq!(store.pro_in_flight().await.unwrap(), 1, "relax tasks are not counted");
+    let (by_account, pro_running) = store.slots_in_use().await.unwrap();
+    assert_eq!((by_account.get("a"), pro_running), (Some(&3), 1), "the dispatcher's combined read");
     // The pro task's upstream finishes: its slot is free and the reserve is owed in full.
     assert!(store.mark_processing(pro[0], "o", "up", 1).await.unwrap());
     assert!(store.release_slot(pro[0], "o", 2).await.unwrap());

@@ -8,7 +8,8 @@ use crate::new_task;
 crate::contract!(
     tasks_round_trip_and_list_newest_first,
     the_relax_queue_refuses_past_its_limit,
-    dispatch_order_is_pro_by_age_then_relax_in_fair_rounds
+    dispatch_order_is_pro_by_age_then_relax_in_fair_rounds,
+    queue_positions_stay_exact_in_a_long_queue
 );
 
 async fn tasks_round_trip_and_list_newest_first(store: Arc<dyn Store>) {
@@ -23,6 +24,7 @@ async fn tasks_round_trip_and_list_newest_first(store: Arc<dyn Store>) {
     assert_eq!(stored.prompt, first.prompt);
     assert_eq!(stored.created_at, first.created_at);
     assert!(stored.is_queued() && stored.account_id.is_none() && stored.video.is_none());
+    assert_eq!(Some(stored), store.task(first.id).await.unwrap(), "the answer of insert is the stored task");
     store.insert_task(&second, 10).await.unwrap();
     store.insert_task(&other, 10).await.unwrap();
 
@@ -82,4 +84,43 @@ async fn dispatch_order_is_pro_by_age_then_relax_in_fair_rounds(store: Arc<dyn S
     assert_eq!(ahead(a[0].id).await, (2, 2), "all pro goes first");
     assert_eq!(ahead(b.id).await, (3, 2));
     assert_eq!(ahead(a[2].id).await, (5, 2));
+}
+
+/// Positions read from the store match the dispatch order, for tasks at the front, in
+/// the middle and at the back of a queue longer than the stores' shortcuts, and stay
+/// exact as tasks leave the queue.
+async fn queue_positions_stay_exact_in_a_long_queue(store: Arc<dyn Store>) {
+    let flood: Vec<_> = (0..700).map(|_| new_task("flood", Tier::Relax)).collect();
+    for t in &flood {
+        store.insert_task(t, 10_000).await.unwrap();
+    }
+    let late = new_task("late", Tier::Relax);
+    store.insert_task(&late, 10_000).await.unwrap();
+    let pro = new_task("pro", Tier::Pro);
+    store.insert_task(&pro, 10_000).await.unwrap();
+
+    let check = |label: &'static str| {
+        let store = store.clone();
+        let sample = [flood[0].id, flood[1].id, flood[150].id, flood[350].id, flood[698].id, flood[699].id, late.id, pro.id];
+        async move {
+            let order: Vec<_> = store.dispatch_candidates(10_000).await.unwrap().into_iter().map(|(t, _)| t.id).collect();
+            let pro_queued = store.queue_depth().await.unwrap().1;
+            for id in sample {
+                let Some(expected) = order.iter().position(|o| *o == id) else { continue };
+                let task = store.task(id).await.unwrap().unwrap();
+                let standing = store.queue_standing(&task).await.unwrap();
+                assert_eq!(standing.ahead, expected as u64, "{label}: tasks ahead of {id}");
+                let pro_ahead = if task.tier == Tier::Pro { 0 } else { pro_queued };
+                assert_eq!(standing.pro_ahead, pro_ahead, "{label}: pro tasks ahead of {id}");
+            }
+        }
+    };
+    check("a long queue").await;
+    // Dispatching the front of the queue moves everyone up.
+    store.upsert_account(&lumagate::accounts::Account::new("acct", "sandbox", 8)).await.unwrap();
+    for t in store.dispatch_candidates(3).await.unwrap().into_iter().map(|(t, _)| t) {
+        assert!(store.claim(t.id, "acct", "me", crate::lease(), 0).await.unwrap());
+    }
+    check("after three dispatches").await;
+    assert_eq!(store.queue_depth().await.unwrap(), (698, 0), "the limit of three applies per tier: one pro and three relax left");
 }

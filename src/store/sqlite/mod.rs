@@ -9,6 +9,7 @@
 //! writes in between.
 
 mod accounts;
+mod group_commit;
 mod keys;
 mod outbox;
 mod tasks;
@@ -27,6 +28,12 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The one writer connection.
     writes: SqlitePool,
+    /// Tasks as last read; every task write below invalidates its task after commit.
+    cache: super::task_cache::TaskCache,
+    /// New tasks without an idempotency key, committed in groups.
+    inserts: group_commit::Inserts,
+    /// Stops the checkpointer when the store is dropped.
+    _checkpoints: tokio_util::sync::DropGuard,
 }
 
 impl SqliteStore {
@@ -40,6 +47,10 @@ impl SqliteStore {
             // may lose the last commits.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
+            // After a checkpoint resets the WAL, its file is cut back to this size.
+            .pragma("journal_size_limit", (32 * 1024 * 1024).to_string())
+            // Commits never checkpoint: `checkpoints` below does it off the write path.
+            .pragma("wal_autocheckpoint", "0")
             .foreign_keys(true);
         let writes = SqlitePoolOptions::new()
             .max_connections(1)
@@ -54,15 +65,51 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(format!("migrations failed: {e}")))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(db)?;
-        Ok(SqliteStore { pool, writes })
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(checkpoints(writes.clone(), stop.clone()));
+        Ok(SqliteStore {
+            pool,
+            inserts: group_commit::Inserts::start(writes.clone()),
+            writes,
+            cache: Default::default(),
+            _checkpoints: stop.drop_guard(),
+        })
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
+
+/// How often the writer checkpoints the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps the WAL short without checkpoints inside commits.
+///
+/// SQLite's automatic checkpoint runs inside the commit that crosses its threshold
+/// (every 1,000 pages), copying pages and syncing the file while every other write
+/// waits. And it can start the WAL over only at an instant when no reader still uses an
+/// older snapshot, which a server that reads all the time never offers: the WAL grew by
+/// some 30 KB per create, without bound, and every page lookup walked its index.
+///
+/// So commits never checkpoint (`wal_autocheckpoint = 0`); once a second the writer
+/// connection runs a PASSIVE checkpoint between two writes. It waits for nobody (a
+/// reader of an older snapshot only limits how far it copies), it copies each page
+/// changed in that second once however often it changed, and with no write in progress
+/// it usually completes, so the next write starts the WAL over.
+async fn checkpoints(writes: SqlitePool, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&writes).await {
+            tracing::debug!(error = %e, "WAL checkpoint failed; the next one retries");
+        }
     }
 }
 

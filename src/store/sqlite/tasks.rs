@@ -6,6 +6,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{db, SqliteStore};
+use crate::store::task_cache::Lookup;
 use crate::store::{Failure, IdempotencyRecord, QueueStanding, StoreError, StoreResult, TaskStore};
 use crate::tasks::model::{NewTask, State, Task, Tier, VideoRef};
 
@@ -19,79 +20,62 @@ const QUEUED: &str = "state = 'pending' AND account_id IS NULL";
 #[async_trait]
 impl TaskStore for SqliteStore {
     async fn insert_task(&self, t: &NewTask, relax_limit: u64) -> StoreResult<Task> {
-        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let mut round = 0i64;
-        if t.tier == Tier::Relax {
-            let waiting: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'relax'"))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
-            if waiting as u64 >= relax_limit {
-                return Err(StoreError::QueueFull { limit: relax_limit });
+        let inserted = match &t.idempotency {
+            // Creates without an idempotency key share transactions (group commit).
+            None => self.inserts.insert(t.clone(), relax_limit).await?,
+            Some(idem) => {
+                let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+                let inserted = insert_row(&mut tx, t, relax_limit).await?;
+                if inserted {
+                    let recorded = sqlx::query(
+                        "INSERT INTO idempotency (key_id, idem_key, request_hash, task_id, created_at) VALUES (?, ?, ?, ?, ?)
+                         ON CONFLICT (key_id, idem_key) DO NOTHING",
+                    )
+                    .bind(&t.key_id)
+                    .bind(&idem.key)
+                    .bind(&idem.request_hash)
+                    .bind(t.id.to_string())
+                    .bind(t.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    if recorded.rows_affected() == 0 {
+                        // Dropping the transaction rolls the task back.
+                        return Err(StoreError::IdempotencyTaken);
+                    }
+                    tx.commit().await.map_err(db)?;
+                }
+                inserted
             }
-            // Start-time fair queueing: a key's next task goes one round after its
-            // previous queued task, and never before the round being served now.
-            let key_last: i64 = sqlx::query_scalar(&format!(
-                "SELECT COALESCE(MAX(fair_round), 0) FROM tasks WHERE {QUEUED} AND tier = 'relax' AND key_id = ?"
-            ))
-            .bind(&t.key_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-            // The round being served: the highest round of any relax task ever dispatched.
-            let current: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(fair_round), 0) FROM tasks WHERE tier = 'relax' AND account_id IS NOT NULL",
-            )
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
-            round = key_last.max(current) + 1;
+        };
+        if !inserted {
+            return Err(StoreError::QueueFull { limit: relax_limit });
         }
-        sqlx::query(
-            "INSERT INTO tasks (id, key_id, tier, state, prompt, params, parent_id, pinned_account, fair_round, created_at)
-             VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(t.id.to_string())
-        .bind(&t.key_id)
-        .bind(t.tier.as_str())
-        .bind(&t.prompt)
-        .bind(serde_json::to_string(&t.params).map_err(db)?)
-        .bind(t.parent_id.map(|p| p.to_string()))
-        .bind(&t.pinned_account)
-        .bind(round)
-        .bind(t.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if let Some(idem) = &t.idempotency {
-            let recorded = sqlx::query(
-                "INSERT INTO idempotency (key_id, idem_key, request_hash, task_id, created_at) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT (key_id, idem_key) DO NOTHING",
-            )
-            .bind(&t.key_id)
-            .bind(&idem.key)
-            .bind(&idem.request_hash)
-            .bind(t.id.to_string())
-            .bind(t.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            if recorded.rows_affected() == 0 {
-                // Dropping the transaction rolls the task back.
-                return Err(StoreError::IdempotencyTaken);
-            }
-        }
-        tx.commit().await.map_err(db)?;
-        self.task(t.id).await?.ok_or_else(|| db("inserted task vanished"))
+        Ok(t.as_stored())
     }
 
     async fn task(&self, id: Uuid) -> StoreResult<Option<Task>> {
+        let epoch = match self.cache.lookup(id) {
+            Lookup::Hit(task) => return Ok(Some(Task::clone(&task))),
+            Lookup::Miss(epoch) => epoch,
+        };
         let row = sqlx::query("SELECT * FROM tasks WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|r| task_from_row(&r)).transpose()
+        let task = row.map(|r| task_from_row(&r)).transpose()?;
+        if let Some(task) = &task {
+            self.cache.offer(task, epoch);
+        }
+        Ok(task)
+    }
+
+    fn cached_task(&self, id: Uuid) -> Option<std::sync::Arc<Task>> {
+        match self.cache.lookup(id) {
+            Lookup::Hit(task) => Some(task),
+            Lookup::Miss(_) => None,
+        }
     }
 
     async fn idempotency_record(&self, key_id: &str, idem_key: &str) -> StoreResult<Option<IdempotencyRecord>> {
@@ -108,6 +92,7 @@ impl TaskStore for SqliteStore {
 
     async fn delete_task(&self, id: Uuid, reason: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let task_id = id;
         let id = id.to_string();
         let hidden = sqlx::query("UPDATE tasks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
             .bind(now)
@@ -137,6 +122,7 @@ impl TaskStore for SqliteStore {
             .map_err(db)?;
         sqlx::query("DELETE FROM idempotency WHERE task_id = ?").bind(&id).execute(&mut *tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
+        self.cache.invalidate(task_id);
         Ok(true)
     }
 
@@ -152,52 +138,95 @@ impl TaskStore for SqliteStore {
     }
 
     async fn queue_standing(&self, task: &Task) -> StoreResult<QueueStanding> {
-        let (seq, round): (i64, i64) = sqlx::query_as("SELECT seq, fair_round FROM tasks WHERE id = ?")
-            .bind(task.id.to_string())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
-        let pro_sql = format!("SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'pro' AND seq < ?");
+        // Counting the tasks ahead costs as many steps as there are. A task near the back
+        // of a long relax queue (every task of a key that floods the queue) counts the few
+        // behind it instead and subtracts them from the queue's size, kept by triggers;
+        // only when both sides are long does it count the ones ahead.
+        const BEHIND_SCAN: i64 = 512;
         let (pro_ahead, relax_ahead): (i64, i64) = match task.tier {
-            Tier::Pro => (sqlx::query_scalar(&pro_sql).bind(seq).fetch_one(&self.pool).await.map_err(db)?, 0),
-            // Every queued pro task goes before any relax task.
-            Tier::Relax => sqlx::query_as(&format!(
-                "SELECT (SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'pro'),
-                        (SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'relax'
-                         AND (fair_round < ?1 OR (fair_round = ?1 AND seq < ?2)))"
-            ))
-            .bind(round)
-            .bind(seq)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?,
+            Tier::Pro => {
+                let pro_ahead: Option<i64> = sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'pro' AND seq < (SELECT seq FROM tasks WHERE id = ?)"
+                ))
+                .bind(task.id.to_string())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+                (pro_ahead.unwrap_or(0), 0)
+            }
+            Tier::Relax => {
+                let (pro, relax, behind, seq, round): (i64, i64, i64, Option<i64>, Option<i64>) = sqlx::query_as(&format!(
+                    "WITH me AS (SELECT seq, fair_round FROM tasks WHERE id = ?1)
+                     SELECT (SELECT queued FROM queue_counts WHERE tier = 'pro'),
+                            (SELECT queued FROM queue_counts WHERE tier = 'relax'),
+                            (SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE {QUEUED} AND tier = 'relax'
+                                AND (fair_round, seq) > (SELECT fair_round, seq FROM me) LIMIT ?2)),
+                            (SELECT seq FROM me), (SELECT fair_round FROM me)"
+                ))
+                .bind(task.id.to_string())
+                .bind(BEHIND_SCAN)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+                if behind < BEHIND_SCAN {
+                    // Every queued pro task goes before any relax task.
+                    (pro, (relax - 1 - behind).max(0))
+                } else {
+                    let ahead: i64 = sqlx::query_scalar(&format!(
+                        "SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'relax' AND (fair_round, seq) < (?1, ?2)"
+                    ))
+                    .bind(round)
+                    .bind(seq)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    (pro, ahead)
+                }
+            }
         };
         Ok(QueueStanding { ahead: (pro_ahead + relax_ahead) as u64, pro_ahead: pro_ahead as u64 })
     }
 
     async fn queue_depth(&self) -> StoreResult<(u64, u64)> {
-        let (relax, pro): (i64, i64) = sqlx::query_as(&format!(
-            "SELECT (SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'relax'),
-                    (SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'pro')"
-        ))
+        let (relax, pro): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT queued FROM queue_counts WHERE tier = 'relax'), (SELECT queued FROM queue_counts WHERE tier = 'pro')",
+        )
         .fetch_one(&self.pool)
         .await
         .map_err(db)?;
-        Ok((relax as u64, pro as u64))
+        Ok((relax.max(0) as u64, pro.max(0) as u64))
     }
 
     async fn dispatch_candidates(&self, limit: u64) -> StoreResult<Vec<(Task, Option<String>)>> {
-        let mut out = Vec::new();
-        for sql in [
-            format!("SELECT * FROM tasks WHERE {QUEUED} AND tier = 'pro' ORDER BY seq LIMIT ?"),
-            format!("SELECT * FROM tasks WHERE {QUEUED} AND tier = 'relax' ORDER BY fair_round, seq LIMIT ?"),
-        ] {
-            let rows = sqlx::query(&sql).bind(limit as i64).fetch_all(&self.pool).await.map_err(db)?;
-            for r in &rows {
-                out.push((task_from_row(r)?, r.get("pinned_account")));
-            }
+        // Both tiers in one statement (one round trip on the dispatcher's path); each
+        // part is read in its own order through its own index, then put in dispatch order.
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM (SELECT 0 AS part, * FROM tasks WHERE {QUEUED} AND tier = 'pro' ORDER BY seq LIMIT ?1)
+             UNION ALL
+             SELECT * FROM (SELECT 1 AS part, * FROM tasks WHERE {QUEUED} AND tier = 'relax' ORDER BY fair_round, seq LIMIT ?1)"
+        ))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut ordered = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let key: (i64, i64, i64) = (r.get("part"), r.get("fair_round"), r.get("seq"));
+            ordered.push((key, (task_from_row(r)?, r.get("pinned_account"))));
         }
-        Ok(out)
+        ordered.sort_by_key(|(key, _)| *key);
+        Ok(ordered.into_iter().map(|(_, candidate)| candidate).collect())
+    }
+
+    async fn slots_in_use(&self) -> StoreResult<(HashMap<String, u32>, u32)> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT account_id, COUNT(*), SUM(tier = 'pro') FROM tasks WHERE {HOLDS_SLOT} GROUP BY account_id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let pro = rows.iter().map(|(_, _, pro)| *pro as u32).sum();
+        Ok((rows.into_iter().map(|(a, n, _)| (a, n as u32)).collect(), pro))
     }
 
     async fn in_flight(&self) -> StoreResult<HashMap<String, u32>> {
@@ -225,7 +254,7 @@ impl TaskStore for SqliteStore {
         // slot only while more are free than the reserve still owed to pro (the reserve
         // less the pro tasks already holding a slot), the scheduler's own rule.
         let now = crate::tasks::model::now_micros();
-        self.update(
+        let claimed = sqlx::query(
             &format!(
                 "UPDATE tasks SET account_id = ?1, lease_owner = ?2, lease_until = ?3, dispatched_at = ?4, last_progress_at = ?4
                  WHERE id = ?5 AND {QUEUED}
@@ -233,15 +262,31 @@ impl TaskStore for SqliteStore {
                                  AND (SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND account_id = a.id) < a.concurrency)
                    AND (tier = 'pro' OR ?6 = 0 OR MAX(?6 - (SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND tier = 'pro'), 0) < (
                          SELECT COALESCE(SUM(MAX(a.concurrency - (SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND account_id = a.id), 0)), 0)
-                         FROM accounts a WHERE a.enabled))"
+                         FROM accounts a WHERE a.enabled))
+                 RETURNING *"
             ),
-            |q| q.bind(account).bind(owner).bind(lease_until).bind(now).bind(id.to_string()).bind(pro_reserved as i64),
         )
+        .bind(account)
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(id.to_string())
+        .bind(pro_reserved as i64)
+        .fetch_optional(&self.writes)
         .await
+        .map_err(db)?;
+        match claimed {
+            // The worker that takes the task reads it at once: from memory.
+            Some(row) => {
+                self.cache.store_fresh(task_from_row(&row)?);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     async fn take_over(&self, id: Uuid, owner: &str, now: i64, lease_until: i64) -> StoreResult<bool> {
-        self.update(
+        self.update(id,
             &format!(
                 "UPDATE tasks SET lease_owner = ?, lease_until = ?
                  WHERE id = ? AND {CLAIMED} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
@@ -265,7 +310,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn renew_lease(&self, id: Uuid, owner: &str, lease_until: i64) -> StoreResult<bool> {
-        self.update(
+        self.update(id,
             &format!("UPDATE tasks SET lease_until = ? WHERE id = ? AND lease_owner = ? AND {CLAIMED}"),
             |q| q.bind(lease_until).bind(id.to_string()).bind(owner),
         )
@@ -278,11 +323,12 @@ impl TaskStore for SqliteStore {
             .execute(&self.writes)
             .await
             .map_err(db)?;
+        self.cache.invalidate_all();
         Ok(done.rows_affected())
     }
 
     async fn record_attempt(&self, id: Uuid, owner: &str, attempt: &str) -> StoreResult<bool> {
-        self.update(
+        self.update(id,
             "UPDATE tasks SET attempt = ? WHERE id = ? AND lease_owner = ? AND state = 'pending' AND account_id IS NOT NULL",
             |q| q.bind(attempt).bind(id.to_string()).bind(owner),
         )
@@ -290,7 +336,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn mark_processing(&self, id: Uuid, owner: &str, upstream_id: &str, now: i64) -> StoreResult<bool> {
-        self.transition(id, now, 
+        self.transition(id, now,
             "UPDATE tasks SET state = 'processing', upstream_id = ?, last_progress_at = ?
              WHERE id = ? AND lease_owner = ? AND state = 'pending' AND account_id IS NOT NULL",
             |q| q.bind(upstream_id).bind(now).bind(id.to_string()).bind(owner),
@@ -299,7 +345,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn record_progress(&self, id: Uuid, owner: &str, progress: u8, now: i64) -> StoreResult<bool> {
-        self.update(
+        self.update(id,
             "UPDATE tasks SET progress = ?, last_progress_at = ?
              WHERE id = ? AND lease_owner = ? AND state = 'processing' AND progress < ?",
             |q| q.bind(progress as i64).bind(now).bind(id.to_string()).bind(owner).bind(progress as i64),
@@ -308,7 +354,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn release_slot(&self, id: Uuid, owner: &str, now: i64) -> StoreResult<bool> {
-        self.update(
+        self.update(id,
             "UPDATE tasks SET upstream_done_at = ? WHERE id = ? AND lease_owner = ? AND state = 'processing'
                AND upstream_done_at IS NULL",
             |q| q.bind(now).bind(id.to_string()).bind(owner),
@@ -317,7 +363,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn requeue(&self, id: Uuid, owner: &str) -> StoreResult<bool> {
-        self.update(
+        self.update(id,
             "UPDATE tasks SET account_id = NULL, attempt = NULL, upstream_id = NULL, lease_owner = NULL,
                lease_until = NULL, dispatched_at = NULL, upstream_done_at = NULL, state = 'pending'
              WHERE id = ? AND lease_owner = ? AND state IN ('pending', 'processing')",
@@ -327,7 +373,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn complete(&self, id: Uuid, owner: &str, v: &VideoRef, now: i64) -> StoreResult<bool> {
-        self.transition(id, now, 
+        self.transition(id, now,
             "UPDATE tasks SET state = 'completed', progress = 100, finished_at = ?, video_key = ?, thumbnail_key = ?,
                width = ?, height = ?, duration_secs = ?, lease_owner = NULL, lease_until = NULL
              WHERE id = ? AND lease_owner = ? AND state = 'processing'",
@@ -346,7 +392,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn fail(&self, id: Uuid, owner: Option<&str>, reason: &str, now: i64) -> StoreResult<bool> {
-        self.transition(id, now, 
+        self.transition(id, now,
             "UPDATE tasks SET state = 'failed', failure_reason = ?, finished_at = ?, lease_owner = NULL, lease_until = NULL
              WHERE id = ? AND state IN ('pending', 'processing') AND (?4 IS NULL OR lease_owner = ?4)",
             |q| q.bind(reason).bind(now).bind(id.to_string()).bind(owner),
@@ -435,14 +481,48 @@ impl SqliteStore {
         .await
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        self.cache.invalidate(id);
         Ok(true)
     }
 
     /// Runs a compare-and-set update; true when exactly one row changed.
-    async fn update<'q>(&self, sql: &'q str, bind: impl FnOnce(Query<'q>) -> Query<'q>) -> StoreResult<bool> {
+    async fn update<'q>(&self, id: Uuid, sql: &'q str, bind: impl FnOnce(Query<'q>) -> Query<'q>) -> StoreResult<bool> {
         let done = bind(sqlx::query(sql)).execute(&self.writes).await.map_err(db)?;
+        self.cache.invalidate(id);
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Stores a new task unless it is relax and the relax queue holds `relax_limit` tasks;
+/// true when stored. One statement: the queue limit (a counter kept by triggers), the
+/// fair round and the row. Start-time fair queueing: a key's next relax task goes one
+/// round after its previous queued task, and never before the round being served now
+/// (the highest round of any relax task ever dispatched).
+pub(super) async fn insert_row(conn: &mut sqlx::SqliteConnection, t: &NewTask, relax_limit: u64) -> StoreResult<bool> {
+    let insert = format!(
+        "INSERT INTO tasks (id, key_id, tier, state, prompt, params, parent_id, pinned_account, fair_round, created_at)
+         SELECT ?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7,
+                CASE WHEN ?3 = 'relax' THEN MAX(
+                    (SELECT COALESCE(MAX(fair_round), 0) FROM tasks WHERE {QUEUED} AND tier = 'relax' AND key_id = ?2),
+                    (SELECT COALESCE(MAX(fair_round), 0) FROM tasks WHERE tier = 'relax' AND account_id IS NOT NULL)) + 1
+                ELSE 0 END,
+                ?8
+         WHERE ?3 = 'pro' OR (SELECT queued FROM queue_counts WHERE tier = 'relax') < ?9"
+    );
+    let done = sqlx::query(&insert)
+        .bind(t.id.to_string())
+        .bind(&t.key_id)
+        .bind(t.tier.as_str())
+        .bind(&t.prompt)
+        .bind(serde_json::to_string(&t.params).map_err(db)?)
+        .bind(t.parent_id.map(|p| p.to_string()))
+        .bind(&t.pinned_account)
+        .bind(t.created_at)
+        .bind(relax_limit.min(i64::MAX as u64) as i64)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(done.rows_affected() == 1)
 }
 
 fn task_from_row(r: &SqliteRow) -> StoreResult<Task> {

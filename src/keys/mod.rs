@@ -3,6 +3,10 @@
 //! A key is shown once at creation; only its SHA-256 is stored, so a leaked database
 //! does not leak usable keys.
 
+mod cache;
+
+pub use cache::{KeyCache, KEY_TTL};
+
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -66,9 +70,14 @@ pub fn issue(name: &str, tiers: Vec<Tier>, models: Vec<Model>) -> IssuedKey {
     IssuedKey { secret, hash, key }
 }
 
-/// The stored form of a secret key.
+/// The stored form of a secret key: [`secret_digest`] in hex.
 pub fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    hex::encode(secret_digest(secret))
+}
+
+/// The SHA-256 of a secret key.
+pub fn secret_digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// The admin API's credential. Only its SHA-256 is kept in memory, and a presented token

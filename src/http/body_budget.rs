@@ -1,0 +1,105 @@
+//! A budget for large request bodies held in memory at once.
+//!
+//! A create with base64 keyframes is buffered whole, then parsed and decoded, so each
+//! one costs a few times its size for a moment. Without a bound, twenty concurrent
+//! 10 MB bodies would need half a gigabyte. Requests whose body is larger than
+//! [`SMALL_BODY`] wait for a share of the budget equal to their declared size before
+//! their body is read (the client's upload waits in the socket meanwhile) and hold it
+//! until the answer is made. Small requests never wait, so polls and plain creates are
+//! not slowed by image uploads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use super::error::ApiError;
+use super::AppState;
+
+/// Bodies up to this size are not counted.
+pub const SMALL_BODY: u64 = 1024 * 1024;
+/// The budget is counted in KiB (semaphore permits).
+const UNIT: u64 = 1024;
+
+pub struct BodyBudget {
+    permits: Arc<Semaphore>,
+    /// The whole budget, in units.
+    units: u32,
+    /// The longest a request waits for its share.
+    wait: Duration,
+}
+
+impl BodyBudget {
+    pub fn new(bytes: u64, wait: Duration) -> BodyBudget {
+        let units = (bytes / UNIT).clamp(1, u32::MAX as u64) as u32;
+        BodyBudget { permits: Arc::new(Semaphore::new(units as usize)), units, wait }
+    }
+
+    /// The share a body of `bytes` takes; a body larger than the budget takes all of it.
+    fn share(&self, bytes: u64) -> u32 {
+        (bytes.div_ceil(UNIT)).min(self.units as u64) as u32
+    }
+}
+
+/// The size a request's body may have: its `Content-Length`, or for a streamed body of
+/// unknown length the body limit.
+fn declared_size(req: &Request, body_limit: usize) -> u64 {
+    match req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        Some(n) => n,
+        None if req.headers().contains_key(header::TRANSFER_ENCODING) => body_limit as u64,
+        None => 0,
+    }
+}
+
+/// Middleware: waits for the request's share of the budget when its body is large.
+pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let size = declared_size(&req, state.body_limit);
+    if size <= SMALL_BODY {
+        return next.run(req).await;
+    }
+    let budget = &state.body_budget;
+    let share = budget.share(size.min(state.body_limit as u64 + 1));
+    match tokio::time::timeout(budget.wait, budget.permits.clone().acquire_many_owned(share)).await {
+        Ok(Ok(_held)) => next.run(req).await,
+        _ => {
+            let mut response = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the server is receiving other large request bodies and had no room for this one ({size} bytes) within {} seconds; retry later",
+                    budget.wait.as_secs()
+                ),
+            )
+            .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_takes_its_size_but_never_more_than_the_budget() {
+        let budget = BodyBudget::new(64 * 1024 * 1024, Duration::from_secs(1));
+        assert_eq!(budget.share(10 * 1024 * 1024), 10 * 1024);
+        assert_eq!(budget.share(1), 1);
+        assert_eq!(budget.share(1 << 40), 64 * 1024, "a huge body waits for the whole budget, not forever");
+    }
+
+    #[tokio::test]
+    async fn bodies_wait_while_the_budget_is_spent() {
+        let budget = BodyBudget::new(20 * 1024 * 1024, Duration::from_millis(50));
+        let first = budget.permits.clone().acquire_many_owned(budget.share(15 * 1024 * 1024)).await.unwrap();
+        let second = tokio::time::timeout(budget.wait, budget.permits.clone().acquire_many_owned(budget.share(10 * 1024 * 1024))).await;
+        assert!(second.is_err(), "a body that does not fit must wait");
+        drop(first);
+        let third = tokio::time::timeout(budget.wait, budget.permits.clone().acquire_many_owned(budget.share(10 * 1024 * 1024))).await;
+        assert!(third.is_ok(), "the budget comes back when an earlier body is done");
+    }
+}

@@ -1,0 +1,87 @@
+//! Group commit of new tasks.
+//!
+//! Every create is a durable write, and a busy deployment creates many at once. Each
+//! SQLite transaction writes every page it touched to the WAL (the table and each index
+//! leaf: some 30 KB per task), and one commit at a time goes through the single writer
+//! connection. Creates waiting at the same moment are therefore stored in one
+//! transaction: a create is answered only after the transaction holding its row has
+//! committed, the queue limit is checked row by row inside it, and an idle server
+//! commits a lone create at once (a batch is whatever is waiting, never a timer).
+
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::db;
+use super::tasks::insert_row;
+use crate::store::{StoreError, StoreResult};
+use crate::tasks::model::NewTask;
+
+/// Most creates in one transaction, so the writer is never held long by one batch.
+const MAX_BATCH: usize = 64;
+
+struct Pending {
+    task: NewTask,
+    relax_limit: u64,
+    /// True when stored, false when the relax queue was full.
+    reply: oneshot::Sender<StoreResult<bool>>,
+}
+
+/// The handle the store inserts through; the committing task ends with the store.
+pub(super) struct Inserts {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl Inserts {
+    pub(super) fn start(writes: SqlitePool) -> Inserts {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(run(writes, waiting));
+        Inserts { queue }
+    }
+
+    /// Stores the task in the next group commit; true when stored, false when the relax
+    /// queue was full.
+    pub(super) async fn insert(&self, task: NewTask, relax_limit: u64) -> StoreResult<bool> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending { task, relax_limit, reply })
+            .map_err(|_| StoreError::Database("the store is closing".into()))?;
+        answer.await.map_err(|_| StoreError::Database("the group commit stopped".into()))?
+    }
+}
+
+async fn run(writes: SqlitePool, mut waiting: mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = waiting.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match waiting.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        match commit(&writes, &batch).await {
+            Ok(stored) => {
+                for (pending, stored) in batch.into_iter().zip(stored) {
+                    let _ = pending.reply.send(stored);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, tasks = batch.len(), "a group commit of new tasks failed");
+                for pending in batch {
+                    let _ = pending.reply.send(Err(StoreError::Database(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for the batch: each row's own outcome, or the commit's error for all.
+async fn commit(writes: &SqlitePool, batch: &[Pending]) -> StoreResult<Vec<StoreResult<bool>>> {
+    let mut tx = writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for pending in batch {
+        // A failed INSERT is undone by SQLite alone; the others stand.
+        outcomes.push(insert_row(&mut tx, &pending.task, pending.relax_limit).await);
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(outcomes)
+}
