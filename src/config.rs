@@ -151,8 +151,9 @@ impl Default for Config {
             link_ttl_secs: 3600,
             // Two base64 keyframes at the image limit, plus the rest of the body.
             body_limit_bytes: 30 * 1024 * 1024,
-            // Room for three bodies at the limit; each costs a few times its size while parsed.
-            body_budget_bytes: 96 * 1024 * 1024,
+            // Room for two bodies at the limit; each costs two to three times its size while
+            // it is parsed and its image decoded.
+            body_budget_bytes: 64 * 1024 * 1024,
             // A poller of a few hundred tasks every few seconds stays well inside this.
             rate_limit_per_sec: 200,
             rate_limit_burst: 400,

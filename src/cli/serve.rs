@@ -32,6 +32,7 @@ use crate::webhooks::{Render, Report, WebhookConfig, Webhooks};
 /// Locks the data folder for this server until it exits (the OS drops the lock with
 /// the process, also on `kill -9`); a second server on the same folder is refused.
 fn hold_data_folder(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data folder {}", dir.display()))?;
     let path = dir.join("serve.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -60,13 +61,14 @@ pub async fn run(listen: Option<std::net::SocketAddr>, location: Location, log_f
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    let opened = Location::open_store(&config).await?;
     // The embedded store trusts that this process makes every task write (it caches
-    // tasks, and its workers own the lease owner name `embedded`): one server per folder.
-    let _folder_lock = match opened.postgres {
+    // tasks, and its workers own the lease owner name `embedded`): one server per folder,
+    // locked before the store is opened.
+    let _folder_lock = match config.database_url {
         None => Some(hold_data_folder(&config.data_dir)?),
         Some(_) => None,
     };
+    let opened = Location::open_store(&config).await?;
     let store = opened.store.clone();
     // Configured accounts are (re)applied at each start; the default sandbox account only
     // while the pool holds nothing else, so accounts added with `lumagate accounts` stand.

@@ -45,14 +45,11 @@ impl BodyBudget {
     }
 }
 
-/// The size a request's body may have: its `Content-Length`, or for a streamed body of
-/// unknown length the body limit.
+/// The size a request's body may have: exact when known (`Content-Length`, or no body),
+/// else (chunked, or an HTTP/2 stream without a length) the body limit.
 fn declared_size(req: &Request, body_limit: usize) -> u64 {
-    match req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
-        Some(n) => n,
-        None if req.headers().contains_key(header::TRANSFER_ENCODING) => body_limit as u64,
-        None => 0,
-    }
+    use axum::body::HttpBody as _;
+    req.body().size_hint().exact().unwrap_or(body_limit as u64)
 }
 
 /// Middleware: waits for the request's share of the budget when its body is large.

@@ -86,7 +86,9 @@ impl App {
         for (name, value) in cors {
             headers.insert(name.clone(), value.clone());
         }
-        headers.insert(super::REQUEST_ID.clone(), self.ids.next());
+        // Like the router's SetRequestIdLayer: a request id the client sent is kept.
+        let request_id = req.headers().get(&super::REQUEST_ID).cloned().unwrap_or_else(|| self.ids.next());
+        headers.insert(super::REQUEST_ID.clone(), request_id);
         let metrics = self.state.engine.metrics();
         metrics.polls_from_memory.inc();
         metrics.request(&Method::GET, route, StatusCode::OK.as_u16(), started.elapsed());

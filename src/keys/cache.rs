@@ -22,6 +22,8 @@ const CAPACITY: usize = 10_000;
 pub struct KeyCache {
     /// By the SHA-256 of the secret: the key and when it was read.
     entries: Mutex<HashMap<[u8; 32], (ApiKey, Instant)>>,
+    /// Bumped by every revocation here, so a read that raced one is not kept.
+    revocations: std::sync::atomic::AtomicU64,
 }
 
 impl KeyCache {
@@ -31,9 +33,18 @@ impl KeyCache {
         entries.get(hash).filter(|(_, at)| at.elapsed() < KEY_TTL).map(|(key, _)| key.clone())
     }
 
-    /// Remembers a key just read from the store as active.
-    pub fn put(&self, hash: [u8; 32], key: &ApiKey) {
+    /// Where revocations stand; take it before reading a key from the store and hand it to [`Self::put`].
+    pub fn generation(&self) -> u64 {
+        self.revocations.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Remembers a key just read from the store as active, unless a key was revoked here
+    /// since the read began (`generation`).
+    pub fn put(&self, hash: [u8; 32], key: &ApiKey, generation: u64) {
         let mut entries = self.entries.lock().expect("key cache");
+        if self.generation() != generation {
+            return;
+        }
         if entries.len() >= CAPACITY && !entries.contains_key(&hash) {
             entries.retain(|_, (_, at)| at.elapsed() < KEY_TTL);
             if entries.len() >= CAPACITY {
@@ -45,7 +56,9 @@ impl KeyCache {
 
     /// Forgets a key (it was revoked here).
     pub fn forget(&self, key_id: &str) {
-        self.entries.lock().expect("key cache").retain(|_, (key, _)| key.id != key_id);
+        let mut entries = self.entries.lock().expect("key cache");
+        self.revocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        entries.retain(|_, (key, _)| key.id != key_id);
     }
 }
 
@@ -64,8 +77,8 @@ mod tests {
     fn a_cached_key_is_served_until_forgotten() {
         let cache = KeyCache::default();
         assert_eq!(cache.get(&[1; 32]), None);
-        cache.put([1; 32], &key("a"));
-        cache.put([2; 32], &key("b"));
+        cache.put([1; 32], &key("a"), cache.generation());
+        cache.put([2; 32], &key("b"), cache.generation());
         assert_eq!(cache.get(&[1; 32]).map(|k| k.id), Some("a".to_string()));
         cache.forget("a");
         assert_eq!(cache.get(&[1; 32]), None, "a forgotten key must be read again");
@@ -73,9 +86,19 @@ mod tests {
     }
 
     #[test]
+    fn a_read_that_raced_a_revocation_is_not_kept() {
+        let cache = KeyCache::default();
+        let before = cache.generation();
+        // The key was read as active, then revoked here before the reader kept it.
+        cache.forget("a");
+        cache.put([3; 32], &key("a"), before);
+        assert_eq!(cache.get(&[3; 32]), None);
+    }
+
+    #[test]
     fn an_entry_older_than_the_ttl_is_not_served() {
         let cache = KeyCache::default();
-        cache.put([7; 32], &key("a"));
+        cache.put([7; 32], &key("a"), cache.generation());
         cache.entries.lock().unwrap().get_mut(&[7; 32]).unwrap().1 = Instant::now() - KEY_TTL;
         assert_eq!(cache.get(&[7; 32]), None);
     }
@@ -86,7 +109,7 @@ mod tests {
         for i in 0..CAPACITY + 10 {
             let mut hash = [0u8; 32];
             hash[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            cache.put(hash, &key("a"));
+            cache.put(hash, &key("a"), cache.generation());
         }
         assert!(cache.entries.lock().unwrap().len() <= CAPACITY);
     }

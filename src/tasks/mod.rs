@@ -195,9 +195,10 @@ impl Engine {
         if let Some(key) = self.keys.get(&digest) {
             return Ok(Some(key));
         }
+        let generation = self.keys.generation();
         let key = self.store.active_key_by_hash(&hex::encode(digest)).await?;
         if let Some(key) = &key {
-            self.keys.put(digest, key);
+            self.keys.put(digest, key, generation);
         }
         Ok(key)
     }

@@ -95,6 +95,13 @@ impl App {
     }
 
     /// Runs a CLI command against this app's data folder; panics unless it succeeds.
+    /// Runs `lumagate ARGS` on this app's data folder; its exit status and stderr.
+    pub async fn cli_status(&self, args: &[&str]) -> (ExitStatus, String) {
+        let mut cmd = tokio::process::Command::from(self.command(args));
+        let out = cmd.output().await.expect("running the lumagate CLI");
+        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
     pub async fn cli(&self, args: &[&str]) -> String {
         let mut cmd = tokio::process::Command::from(self.command(args));
         let out = cmd.output().await.expect("running the lumagate CLI");

@@ -55,6 +55,14 @@ async fn a_poll_answered_from_memory_is_the_routers_answer() {
         assert_eq!(answer_headers(poll), answer_headers(&routed), "the headers from memory differ from the router's");
     }
     assert_ne!(polls[0].header("x-request-id"), polls[1].header("x-request-id"), "each answer has its own request id");
+    // A request id the client sends comes back, from memory as from the router.
+    let path = format!("/luma/generations/{id}");
+    let before = polls_from_memory(&app).await;
+    let mine = app.get(&path).header("x-request-id", "client-chosen-1").go().await;
+    assert_eq!(polls_from_memory(&app).await - before, 1.0, "this poll should have come from memory");
+    let routed = app.get(&format!("{path}?via=router")).header("x-request-id", "client-chosen-2").go().await;
+    assert_eq!(mine.header("x-request-id").as_deref(), Some("client-chosen-1"));
+    assert_eq!(routed.header("x-request-id").as_deref(), Some("client-chosen-2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

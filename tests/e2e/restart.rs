@@ -108,3 +108,14 @@ async fn sigterm_stops_cleanly_and_the_next_start_finishes_the_work() {
     let listed = app.get("/pro/luma/generations").go().await.json();
     assert_eq!(listed.as_array().map(Vec::len), Some(ids.len()), "{listed:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_folder_is_refused() {
+    let app = App::start(&[]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (status, stderr) = app.cli_status(&["serve", "--listen", &format!("127.0.0.1:{port}")]).await;
+    assert!(!status.success(), "a second serve on the same folder must not start");
+    assert!(stderr.contains("another lumagate server is using the data folder"), "{stderr}");
+    // The first server is untouched.
+    assert_eq!(app.get("/luma/generations").go().await.status, 200);
+}

@@ -9,7 +9,8 @@ crate::contract!(
     tasks_round_trip_and_list_newest_first,
     the_relax_queue_refuses_past_its_limit,
     dispatch_order_is_pro_by_age_then_relax_in_fair_rounds,
-    queue_positions_stay_exact_in_a_long_queue
+    queue_positions_stay_exact_in_a_long_queue,
+    concurrent_creates_respect_the_limit_and_fail_alone
 );
 
 async fn tasks_round_trip_and_list_newest_first(store: Arc<dyn Store>) {
@@ -123,4 +124,45 @@ async fn queue_positions_stay_exact_in_a_long_queue(store: Arc<dyn Store>) {
     }
     check("after three dispatches").await;
     assert_eq!(store.queue_depth().await.unwrap(), (698, 0), "the limit of three applies per tier: one pro and three relax left");
+}
+
+/// Creates arriving together (which the embedded store commits in one transaction) keep
+/// the relax limit exact, and a create that fails does not take the others with it.
+async fn concurrent_creates_respect_the_limit_and_fail_alone(store: Arc<dyn Store>) {
+    let racers: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.insert_task(&new_task("burst", Tier::Relax), 7).await })
+        })
+        .collect();
+    let (mut stored, mut full) = (0, 0);
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(_) => stored += 1,
+            Err(StoreError::QueueFull { limit: 7 }) => full += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((stored, full), (7, 13));
+    assert_eq!(store.queue_depth().await.unwrap(), (7, 0));
+
+    let first = new_task("dup", Tier::Pro);
+    store.insert_task(&first, 100).await.unwrap();
+    let racers: Vec<_> = [new_task("dup", Tier::Pro), first.clone(), new_task("dup", Tier::Pro)]
+        .into_iter()
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move { (t.id, store.insert_task(&t, 100).await) })
+        })
+        .collect();
+    for racer in racers {
+        let (id, outcome) = racer.await.unwrap();
+        if id == first.id {
+            assert!(outcome.is_err(), "a second task with the same id must fail");
+        } else {
+            assert!(outcome.is_ok(), "a create beside a failing one must still be stored: {outcome:?}");
+            assert!(store.task(id).await.unwrap().is_some());
+        }
+    }
+    assert_eq!(store.queue_depth().await.unwrap(), (7, 3));
 }

@@ -58,30 +58,41 @@ async fn run(writes: SqlitePool, mut waiting: mpsc::UnboundedReceiver<Pending>) 
                 Err(_) => break,
             }
         }
+        // A create whose caller stopped waiting before its turn is not stored: nobody was
+        // told it was accepted (as when a lone transaction is abandoned before COMMIT).
+        batch.retain(|pending| !pending.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         match commit(&writes, &batch).await {
             Ok(stored) => {
                 for (pending, stored) in batch.into_iter().zip(stored) {
-                    let _ = pending.reply.send(stored);
+                    let _ = pending.reply.send(Ok(stored));
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, tasks = batch.len(), "a group commit of new tasks failed");
+                // Some row, or the commit, failed: nothing of the batch was stored. Each
+                // create is tried again alone, so one bad row fails only its own request.
+                tracing::warn!(error = %e, tasks = batch.len(), "a group commit of new tasks failed; storing them one by one");
                 for pending in batch {
-                    let _ = pending.reply.send(Err(StoreError::Database(e.to_string())));
+                    let alone = commit(&writes, std::slice::from_ref(&pending)).await.map(|stored| stored[0]);
+                    let _ = pending.reply.send(alone);
                 }
             }
         }
     }
 }
 
-/// One transaction for the batch: each row's own outcome, or the commit's error for all.
-async fn commit(writes: &SqlitePool, batch: &[Pending]) -> StoreResult<Vec<StoreResult<bool>>> {
+/// One transaction for `batch`, all or nothing: each row's outcome (true when stored,
+/// false when the relax queue was full, checked row by row in order), or the first
+/// error with nothing stored.
+async fn commit(writes: &SqlitePool, batch: &[Pending]) -> StoreResult<Vec<bool>> {
     let mut tx = writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut stored = Vec::with_capacity(batch.len());
     for pending in batch {
-        // A failed INSERT is undone by SQLite alone; the others stand.
-        outcomes.push(insert_row(&mut tx, &pending.task, pending.relax_limit).await);
+        // Any error ends the transaction: dropping `tx` rolls every row back.
+        stored.push(insert_row(&mut tx, &pending.task, pending.relax_limit).await?);
     }
     tx.commit().await.map_err(db)?;
-    Ok(outcomes)
+    Ok(stored)
 }

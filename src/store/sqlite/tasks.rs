@@ -91,8 +91,8 @@ impl TaskStore for SqliteStore {
     }
 
     async fn delete_task(&self, id: Uuid, reason: &str, now: i64) -> StoreResult<bool> {
+        let _invalidate = self.cache.invalidate_after(id);
         let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let task_id = id;
         let id = id.to_string();
         let hidden = sqlx::query("UPDATE tasks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
             .bind(now)
@@ -122,7 +122,6 @@ impl TaskStore for SqliteStore {
             .map_err(db)?;
         sqlx::query("DELETE FROM idempotency WHERE task_id = ?").bind(&id).execute(&mut *tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
-        self.cache.invalidate(task_id);
         Ok(true)
     }
 
@@ -254,8 +253,7 @@ impl TaskStore for SqliteStore {
         // slot only while more are free than the reserve still owed to pro (the reserve
         // less the pro tasks already holding a slot), the scheduler's own rule.
         let now = crate::tasks::model::now_micros();
-        let claimed = sqlx::query(
-            &format!(
+        let sql = format!(
                 "UPDATE tasks SET account_id = ?1, lease_owner = ?2, lease_until = ?3, dispatched_at = ?4, last_progress_at = ?4
                  WHERE id = ?5 AND {QUEUED}
                    AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = ?1 AND a.enabled
@@ -264,21 +262,23 @@ impl TaskStore for SqliteStore {
                          SELECT COALESCE(SUM(MAX(a.concurrency - (SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND account_id = a.id), 0)), 0)
                          FROM accounts a WHERE a.enabled))
                  RETURNING *"
-            ),
-        )
+            );
+        let claimed = sqlx::query(&sql)
         .bind(account)
         .bind(owner)
         .bind(lease_until)
         .bind(now)
         .bind(id.to_string())
-        .bind(pro_reserved as i64)
-        .fetch_optional(&self.writes)
-        .await
-        .map_err(db)?;
-        match claimed {
+        .bind(pro_reserved as i64);
+        let invalidate = self.cache.invalidate_after(id);
+        // The writer connection is held until the fresh row is in the cache, so no other
+        // write of the task can land in between and be hidden by it.
+        let mut writer = self.writes.acquire().await.map_err(db)?;
+        match claimed.fetch_optional(&mut *writer).await.map_err(db)? {
             // The worker that takes the task reads it at once: from memory.
             Some(row) => {
                 self.cache.store_fresh(task_from_row(&row)?);
+                invalidate.settled();
                 Ok(true)
             }
             None => Ok(false),
@@ -465,6 +465,7 @@ impl SqliteStore {
     /// the task has a hook URL, queues the webhook delivery in the same transaction: a
     /// state change and its delivery exist together or not at all.
     async fn transition<'q>(&self, id: Uuid, now: i64, sql: &'q str, bind: impl FnOnce(Query<'q>) -> Query<'q>) -> StoreResult<bool> {
+        let _invalidate = self.cache.invalidate_after(id);
         let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let done = bind(sqlx::query(sql)).execute(&mut *tx).await.map_err(db)?;
         if done.rows_affected() != 1 {
@@ -481,14 +482,13 @@ impl SqliteStore {
         .await
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        self.cache.invalidate(id);
         Ok(true)
     }
 
     /// Runs a compare-and-set update; true when exactly one row changed.
     async fn update<'q>(&self, id: Uuid, sql: &'q str, bind: impl FnOnce(Query<'q>) -> Query<'q>) -> StoreResult<bool> {
+        let _invalidate = self.cache.invalidate_after(id);
         let done = bind(sqlx::query(sql)).execute(&self.writes).await.map_err(db)?;
-        self.cache.invalidate(id);
         Ok(done.rows_affected() == 1)
     }
 }
