@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
@@ -45,21 +45,31 @@ impl BodyBudget {
     }
 }
 
-/// The size a request's body may have: exact when known (`Content-Length`, or no body),
-/// else (chunked, or an HTTP/2 stream without a length) the body limit.
+/// The size a request's body may have: its `Content-Length`; else exact when the body
+/// knows it (none at all, say); else, for a method whose body a handler reads (chunked,
+/// or an HTTP/2 stream without a length), the body limit. (The body arrives here wrapped
+/// by the read timeout, which does not pass a length on, so the header comes first.)
 fn declared_size(req: &Request, body_limit: usize) -> u64 {
     use axum::body::HttpBody as _;
-    req.body().size_hint().exact().unwrap_or(body_limit as u64)
+    let header = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = header.or_else(|| req.body().size_hint().exact()) {
+        return n;
+    }
+    match *req.method() {
+        Method::POST | Method::PUT | Method::PATCH => body_limit as u64,
+        _ => 0,
+    }
 }
 
 /// Middleware: waits for the request's share of the budget when its body is large.
 pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let size = declared_size(&req, state.body_limit);
-    if size <= SMALL_BODY {
+    // A body declared over the limit is refused (413) as soon as it is read: no need to wait.
+    if size <= SMALL_BODY || size > state.body_limit as u64 {
         return next.run(req).await;
     }
     let budget = &state.body_budget;
-    let share = budget.share(size.min(state.body_limit as u64 + 1));
+    let share = budget.share(size);
     match tokio::time::timeout(budget.wait, budget.permits.clone().acquire_many_owned(share)).await {
         Ok(Ok(_held)) => next.run(req).await,
         _ => {
@@ -87,6 +97,25 @@ mod tests {
         assert_eq!(budget.share(10 * 1024 * 1024), 10 * 1024);
         assert_eq!(budget.share(1), 1);
         assert_eq!(budget.share(1 << 40), 64 * 1024, "a huge body waits for the whole budget, not forever");
+    }
+
+    fn request(method: Method, length: Option<u64>, body: axum::body::Body) -> Request {
+        let mut builder = axum::http::Request::builder().method(method).uri("/luma/generations");
+        if let Some(n) = length {
+            builder = builder.header(header::CONTENT_LENGTH, n);
+        }
+        builder.body(body).unwrap()
+    }
+
+    #[test]
+    fn a_declared_length_counts_even_when_the_body_hides_it() {
+        // Wrapped bodies (the read timeout's) report no length: the header must decide,
+        // or every small create would be charged the whole body limit and wait in line.
+        let unknown = || axum::body::Body::from_stream(futures_util::stream::empty::<Result<axum::body::Bytes, std::io::Error>>());
+        assert_eq!(declared_size(&request(Method::POST, Some(200), unknown()), 30_000_000), 200);
+        assert_eq!(declared_size(&request(Method::POST, None, unknown()), 30_000_000), 30_000_000, "a body of unknown length may be as large as the limit");
+        assert_eq!(declared_size(&request(Method::GET, None, unknown()), 30_000_000), 0, "handlers of GET never read a body");
+        assert_eq!(declared_size(&request(Method::POST, None, axum::body::Body::from("12345")), 30_000_000), 5);
     }
 
     #[tokio::test]

@@ -28,9 +28,11 @@ impl KeyStore for SqliteStore {
     async fn active_key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
         let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL")
             .bind(hash)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(db)?
+            .into_iter()
+            .next();
         Ok(row.map(|r| key_from_row(&r)))
     }
 
@@ -54,9 +56,12 @@ impl KeyStore for SqliteStore {
 
     async fn count_keys(&self) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
-            .fetch_one(&self.pool)
+            .fetch_all(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(db)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| db("the query returned no row"))?;
         Ok(n as u64)
     }
 }

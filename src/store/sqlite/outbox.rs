@@ -63,9 +63,12 @@ impl OutboxStore for SqliteStore {
 
     async fn open_deliveries(&self) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM webhook_outbox WHERE {OPEN}"))
-            .fetch_one(&self.pool)
+            .fetch_all(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(db)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| db("the query returned no row"))?;
         Ok(n as u64)
     }
 }

@@ -61,9 +61,11 @@ impl TaskStore for SqliteStore {
         };
         let row = sqlx::query("SELECT * FROM tasks WHERE id = ?")
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(db)?
+            .into_iter()
+            .next();
         let task = row.map(|r| task_from_row(&r)).transpose()?;
         if let Some(task) = &task {
             self.cache.offer(task, epoch);
@@ -83,9 +85,11 @@ impl TaskStore for SqliteStore {
             sqlx::query_as("SELECT request_hash, task_id FROM idempotency WHERE key_id = ? AND idem_key = ?")
                 .bind(key_id)
                 .bind(idem_key)
-                .fetch_optional(&self.pool)
+                .fetch_all(&self.pool)
                 .await
-                .map_err(db)?;
+                .map_err(db)?
+                .into_iter()
+                .next();
         row.map(|(request_hash, task_id)| Ok(IdempotencyRecord { request_hash, task_id: Uuid::parse_str(&task_id).map_err(db)? }))
             .transpose()
     }
@@ -148,9 +152,12 @@ impl TaskStore for SqliteStore {
                     "SELECT COUNT(*) FROM tasks WHERE {QUEUED} AND tier = 'pro' AND seq < (SELECT seq FROM tasks WHERE id = ?)"
                 ))
                 .bind(task.id.to_string())
-                .fetch_one(&self.pool)
+                .fetch_all(&self.pool)
                 .await
-                .map_err(db)?;
+                .map_err(db)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| db("the query returned no row"))?;
                 (pro_ahead.unwrap_or(0), 0)
             }
             Tier::Relax => {
@@ -164,9 +171,12 @@ impl TaskStore for SqliteStore {
                 ))
                 .bind(task.id.to_string())
                 .bind(BEHIND_SCAN)
-                .fetch_one(&self.pool)
+                .fetch_all(&self.pool)
                 .await
-                .map_err(db)?;
+                .map_err(db)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| db("the query returned no row"))?;
                 if behind < BEHIND_SCAN {
                     // Every queued pro task goes before any relax task.
                     (pro, (relax - 1 - behind).max(0))
@@ -176,9 +186,12 @@ impl TaskStore for SqliteStore {
                     ))
                     .bind(round)
                     .bind(seq)
-                    .fetch_one(&self.pool)
+                    .fetch_all(&self.pool)
                     .await
-                    .map_err(db)?;
+                    .map_err(db)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| db("the query returned no row"))?;
                     (pro, ahead)
                 }
             }
@@ -190,9 +203,12 @@ impl TaskStore for SqliteStore {
         let (relax, pro): (i64, i64) = sqlx::query_as(
             "SELECT (SELECT queued FROM queue_counts WHERE tier = 'relax'), (SELECT queued FROM queue_counts WHERE tier = 'pro')",
         )
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(db)?;
+        .map_err(db)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| db("the query returned no row"))?;
         Ok((relax.max(0) as u64, pro.max(0) as u64))
     }
 
@@ -239,9 +255,12 @@ impl TaskStore for SqliteStore {
 
     async fn pro_in_flight(&self) -> StoreResult<u32> {
         let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND tier = 'pro'"))
-            .fetch_one(&self.pool)
+            .fetch_all(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(db)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| db("the query returned no row"))?;
         Ok(n as u32)
     }
 
@@ -274,7 +293,7 @@ impl TaskStore for SqliteStore {
         // The writer connection is held until the fresh row is in the cache, so no other
         // write of the task can land in between and be hidden by it.
         let mut writer = self.writes.acquire().await.map_err(db)?;
-        match claimed.fetch_optional(&mut *writer).await.map_err(db)? {
+        match claimed.fetch_all(&mut *writer).await.map_err(db)?.into_iter().next() {
             // The worker that takes the task reads it at once: from memory.
             Some(row) => {
                 self.cache.store_fresh(task_from_row(&row)?);
