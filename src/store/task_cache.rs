@@ -133,39 +133,23 @@ mod tests {
     use crate::tasks::model::*;
 
     fn sample_task() -> Task {
-        Task {
+        let params = serde_json::from_value(serde_json::json!({
+            "model": "ray-v2", "aspect_ratio": "16:9", "resolution": "720p", "duration": "5s",
+            "loop": false, "expand_prompt": false, "start_image": null, "end_image": null, "notify_hook": null
+        }))
+        .unwrap();
+        let new = NewTask {
             id: Uuid::new_v4(),
             key_id: "k".into(),
             tier: Tier::Relax,
-            state: State::Pending,
             prompt: "a cat".into(),
-            params: Params {
-                model: Model::RayV2,
-                aspect_ratio: AspectRatio::Wide,
-                resolution: Resolution::P720,
-                duration: ClipDuration::Five,
-                looped: false,
-                expand_prompt: false,
-                start_image: None,
-                end_image: None,
-                notify_hook: None,
-                surface: Surface::Reseller,
-                request_echo: None,
-            },
+            params,
             parent_id: None,
+            pinned_account: None,
             created_at: 1,
-            progress: 0,
-            failure_reason: None,
-            video: None,
-            account_id: None,
-            upstream_id: None,
-            attempt: None,
-            lease_owner: None,
-            lease_until: None,
-            dispatched_at: None,
-            last_progress_at: None,
-            deleted: false,
-        }
+            idempotency: None,
+        };
+        new.as_stored()
     }
 
     #[test]

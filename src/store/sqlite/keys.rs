@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{db, join, split, SqliteStore};
+use super::{db, join, one, split, SqliteStore};
 use crate::keys::ApiKey;
 use crate::store::{KeyStore, StoreResult};
 use crate::tasks::model::{now_micros, Model, Tier};
@@ -58,10 +58,8 @@ impl KeyStore for SqliteStore {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
             .fetch_all(&self.pool)
             .await
-            .map_err(db)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| db("the query returned no row"))?;
+            .map_err(db)
+            .and_then(one)?;
         Ok(n as u64)
     }
 }

@@ -137,6 +137,11 @@ async fn checkpoint(writes: &SqlitePool) -> Result<(), sqlx::Error> {
     checkpointed.map(|_| ())
 }
 
+/// The one row a query read with `fetch_all` must return (see the module comment).
+pub(crate) fn one<T>(rows: Vec<T>) -> StoreResult<T> {
+    rows.into_iter().next().ok_or_else(|| db("the query returned no row"))
+}
+
 pub(crate) fn db(e: impl std::fmt::Display) -> StoreError {
     StoreError::Database(e.to_string())
 }

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{db, SqliteStore};
+use super::{db, one, SqliteStore};
 use crate::store::{Delivery, OutboxStore, StoreResult};
 
 /// Open: neither delivered nor given up.
@@ -65,10 +65,8 @@ impl OutboxStore for SqliteStore {
         let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM webhook_outbox WHERE {OPEN}"))
             .fetch_all(&self.pool)
             .await
-            .map_err(db)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| db("the query returned no row"))?;
+            .map_err(db)
+            .and_then(one)?;
         Ok(n as u64)
     }
 }

@@ -5,7 +5,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{db, SqliteStore};
+use super::{db, one, SqliteStore};
 use crate::store::task_cache::Lookup;
 use crate::store::{Failure, IdempotencyRecord, QueueStanding, StoreError, StoreResult, TaskStore};
 use crate::tasks::model::{NewTask, State, Task, Tier, VideoRef};
@@ -154,10 +154,8 @@ impl TaskStore for SqliteStore {
                 .bind(task.id.to_string())
                 .fetch_all(&self.pool)
                 .await
-                .map_err(db)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| db("the query returned no row"))?;
+                .map_err(db)
+                .and_then(one)?;
                 (pro_ahead.unwrap_or(0), 0)
             }
             Tier::Relax => {
@@ -173,10 +171,8 @@ impl TaskStore for SqliteStore {
                 .bind(BEHIND_SCAN)
                 .fetch_all(&self.pool)
                 .await
-                .map_err(db)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| db("the query returned no row"))?;
+                .map_err(db)
+                .and_then(one)?;
                 if behind < BEHIND_SCAN {
                     // Every queued pro task goes before any relax task.
                     (pro, (relax - 1 - behind).max(0))
@@ -188,10 +184,8 @@ impl TaskStore for SqliteStore {
                     .bind(seq)
                     .fetch_all(&self.pool)
                     .await
-                    .map_err(db)?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| db("the query returned no row"))?;
+                    .map_err(db)
+                    .and_then(one)?;
                     (pro, ahead)
                 }
             }
@@ -205,10 +199,8 @@ impl TaskStore for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(db)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| db("the query returned no row"))?;
+        .map_err(db)
+        .and_then(one)?;
         Ok((relax.max(0) as u64, pro.max(0) as u64))
     }
 
@@ -257,10 +249,8 @@ impl TaskStore for SqliteStore {
         let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND tier = 'pro'"))
             .fetch_all(&self.pool)
             .await
-            .map_err(db)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| db("the query returned no row"))?;
+            .map_err(db)
+            .and_then(one)?;
         Ok(n as u32)
     }
 
