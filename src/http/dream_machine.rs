@@ -49,7 +49,7 @@ pub fn routes() -> Router<AppState> {
         (status = 413, description = "The body or an image is too large", body = ErrorBody),
         (status = 422, description = "The Idempotency-Key was used with a different request", body = ErrorBody),
         (status = 429, description = "The relax queue is full; see Retry-After", body = ErrorBody),
-        (status = 503, description = "No upstream can take the generation", body = ErrorBody),
+        (status = 503, description = "No upstream can take the generation, or no room to receive a body over 1 MiB in time (see Retry-After)", body = ErrorBody),
     ))]
 pub(super) async fn create(
     State(state): State<AppState>,

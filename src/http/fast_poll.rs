@@ -160,25 +160,6 @@ where
 mod tests {
     use super::*;
 
-    fn a_task() -> Task {
-        let new = crate::tasks::model::NewTask {
-            id: Uuid::new_v4(),
-            key_id: "k".into(),
-            tier: crate::tasks::model::Tier::Relax,
-            prompt: "p".into(),
-            params: serde_json::from_value(serde_json::json!({
-                "model": "ray-v2", "aspect_ratio": "16:9", "resolution": "720p", "duration": "5s",
-                "loop": false, "expand_prompt": false, "start_image": null, "end_image": null, "notify_hook": null
-            }))
-            .unwrap(),
-            parent_id: None,
-            pinned_account: None,
-            created_at: 1,
-            idempotency: None,
-        };
-        new.as_stored()
-    }
-
     #[test]
     fn a_body_is_rendered_again_only_for_a_new_version_or_origin() {
         let rendered = Rendered::default();
@@ -187,7 +168,7 @@ mod tests {
             renders.set(renders.get() + 1);
             Some(Bytes::from(format!("body {}", renders.get())))
         };
-        let v1 = Arc::new(a_task());
+        let v1 = Arc::new(Task::sample());
         assert_eq!(rendered.get_or_render(&v1, "http://a", render).unwrap(), "body 1");
         assert_eq!(rendered.get_or_render(&v1, "http://a", render).unwrap(), "body 1", "same version: memoised");
         let v2 = Arc::new(Task::clone(&v1));

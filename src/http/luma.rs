@@ -42,7 +42,7 @@ pub fn routes(prefix: &str, tier: Tier) -> Router<AppState> {
         (status = 422, description = "The Idempotency-Key was used with a different request", body = ErrorBody),
         (status = 429, description = "Rate limited or the relax queue is full; see Retry-After", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "No upstream can take the task", body = ErrorBody),
+        (status = 503, description = "No upstream can take the task, or no room to receive a body over 1 MiB in time (see Retry-After)", body = ErrorBody),
     ))]
 pub(super) async fn create(
     State(state): State<AppState>,
@@ -78,7 +78,7 @@ pub(super) async fn create(
         (status = 422, description = "The Idempotency-Key was used with a different request", body = ErrorBody),
         (status = 429, description = "Rate limited or the relax queue is full; see Retry-After", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "No upstream can take the task", body = ErrorBody),
+        (status = 503, description = "No upstream can take the task, or no room to receive a body over 1 MiB in time (see Retry-After)", body = ErrorBody),
     ))]
 pub(super) async fn extend(
     State(state): State<AppState>,

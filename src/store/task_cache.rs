@@ -133,23 +133,7 @@ mod tests {
     use crate::tasks::model::*;
 
     fn sample_task() -> Task {
-        let params = serde_json::from_value(serde_json::json!({
-            "model": "ray-v2", "aspect_ratio": "16:9", "resolution": "720p", "duration": "5s",
-            "loop": false, "expand_prompt": false, "start_image": null, "end_image": null, "notify_hook": null
-        }))
-        .unwrap();
-        let new = NewTask {
-            id: Uuid::new_v4(),
-            key_id: "k".into(),
-            tier: Tier::Relax,
-            prompt: "a cat".into(),
-            params,
-            parent_id: None,
-            pinned_account: None,
-            created_at: 1,
-            idempotency: None,
-        };
-        new.as_stored()
+        Task::sample()
     }
 
     #[test]

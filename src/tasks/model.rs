@@ -277,6 +277,37 @@ impl NewTask {
     }
 }
 
+#[cfg(test)]
+impl Task {
+    /// A queued relax task of key `k`, for unit tests.
+    pub(crate) fn sample() -> Task {
+        NewTask {
+            id: Uuid::new_v4(),
+            key_id: "k".into(),
+            tier: Tier::Relax,
+            prompt: "a cat".into(),
+            params: Params {
+                model: Model::RayV2,
+                aspect_ratio: AspectRatio::Wide,
+                resolution: Resolution::P720,
+                duration: ClipDuration::Five,
+                looped: false,
+                expand_prompt: false,
+                start_image: None,
+                end_image: None,
+                notify_hook: None,
+                surface: Surface::Reseller,
+                request_echo: None,
+            },
+            parent_id: None,
+            pinned_account: None,
+            created_at: 1,
+            idempotency: None,
+        }
+        .as_stored()
+    }
+}
+
 /// A caller's `Idempotency-Key` and a digest of the request it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotency {
