@@ -204,6 +204,7 @@ async fn main() {
     let mut pro_wait: Vec<f64> = samples.iter().filter(|(_, s)| s.tier == Tier::Pro).map(|(id, s)| wait(s, id) * 1e3).collect();
     let mut per_key = vec![(0.0f64, 0usize); KEYS];
     let mut estimate_error = Vec::new();
+    let mut estimate_bias = Vec::new();
     for (id, s) in samples.iter().filter(|(_, s)| s.tier == Tier::Relax) {
         let w = wait(s, id);
         per_key[s.key].0 += w;
@@ -211,6 +212,7 @@ async fn main() {
         if let Some(estimate) = s.estimate {
             if w > 1.0 {
                 estimate_error.push((estimate as f64 - w).abs() / w * 100.0);
+                estimate_bias.push((estimate as f64 - w) / w * 100.0);
             }
         }
     }
@@ -237,5 +239,6 @@ async fn main() {
     println!("| pro wait, create → submit, relax saturated (ms) | {:.2} | {:.2} | p99 < 100 |", percentile(&mut pro_wait, 0.5), percentile(&mut pro_wait, 0.99));
     println!("| relax mean wait per key, min / max (s) | {min:.2} | {max:.2} (spread {:.1} %) | fair |", (max - min) / max.max(1e-9) * 100.0);
     println!("| estimate error, abs(est − actual) / actual, waits > 1 s (%) | {:.1} | p90 {:.1} | p50 < 20 |", percentile(&mut estimate_error.clone(), 0.5), percentile(&mut estimate_error, 0.9));
+    println!("| estimate bias, (est − actual) / actual: above 0 promises too long a wait (%) | {:+.1} | p10 {:+.1}, p90 {:+.1} | |", percentile(&mut estimate_bias, 0.5), percentile(&mut estimate_bias, 0.1), percentile(&mut estimate_bias, 0.9));
     println!("| throughput (tasks/s) | {:.0} | relax creates {:.0}/s | |", total as f64 / wall.as_secs_f64(), (total - pro_total) as f64 / relax_created.as_secs_f64());
 }

@@ -40,6 +40,11 @@ impl DrainRates {
         }
     }
 
+    /// Whether the relax queue's rate has been measured yet.
+    pub(crate) fn measured(&self) -> bool {
+        self.relax_us.load(Ordering::Relaxed) != 0
+    }
+
     /// Expected wait of a queued task of `tier` standing at `standing`, on `slots` slots
     /// that each take about `run_time` per task when nothing is measured yet.
     pub(crate) fn wait(&self, standing: QueueStanding, tier: Tier, slots: u64, run_time: Duration) -> Duration {

@@ -23,6 +23,10 @@ const TICK: Duration = Duration::from_millis(500);
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// How often the drain rates behind wait estimates are re-measured.
 const MEASURE_EVERY: Duration = Duration::from_millis(500);
+/// The same before the relax rate was first measured: until then estimates rest on the
+/// configured run time alone, which knows nothing of the time between tasks (a burst of
+/// creates into an idle server was told 40 % too little).
+const MEASURE_FIRST_EVERY: Duration = Duration::from_millis(100);
 
 impl Engine {
     pub(crate) async fn run_scheduler(self: Arc<Self>) {
@@ -42,7 +46,8 @@ impl Engine {
                 self.sweep().await;
                 last_sweep = tokio::time::Instant::now();
             }
-            if last_measure.elapsed() >= MEASURE_EVERY {
+            let measure_every = if self.rates.measured() { MEASURE_EVERY } else { MEASURE_FIRST_EVERY };
+            if last_measure.elapsed() >= measure_every {
                 self.measure_drain_rates().await;
                 last_measure = tokio::time::Instant::now();
             }
@@ -52,11 +57,22 @@ impl Engine {
     /// One dispatch pass: fill every free slot with the best waiting task.
     pub(super) async fn dispatch(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
         let accounts = self.accounts_for_dispatch().await?;
-        let (in_flight, mut pro_running) = self.store.slots_in_use().await?;
+        let usable = |a: &&Account| a.enabled && self.providers.get(&a.provider).is_some();
+        // The slots in use and the candidates are read at once, on two reader connections:
+        // one round trip's wait on the path from a freed slot to the next submission, not
+        // two. So the candidates are read for the whole pool, not just its free slots.
+        let capacity: u32 = accounts.iter().filter(usable).map(|a| a.concurrency).sum();
+        if capacity == 0 {
+            self.note_relax_full(true);
+            return Ok(());
+        }
+        let wanted = (capacity as u64 * 4).min(CANDIDATES_PER_PASS);
+        let (slots, candidates) = tokio::join!(self.store.slots_in_use(), self.store.dispatch_candidates(wanted));
+        let ((in_flight, mut pro_running), candidates) = (slots?, candidates?);
         let now = now_micros();
         let mut free: HashMap<&str, u32> = accounts
             .iter()
-            .filter(|a| a.enabled && self.providers.get(&a.provider).is_some())
+            .filter(usable)
             .map(|a| (a.id.as_str(), a.concurrency.saturating_sub(*in_flight.get(&a.id).unwrap_or(&0))))
             .collect();
         let mut total_free: u32 = free.values().sum();
@@ -64,8 +80,7 @@ impl Engine {
             self.note_relax_full(true);
             return Ok(());
         }
-        let wanted = (total_free as u64 * 4).min(CANDIDATES_PER_PASS);
-        for (task, pinned) in self.store.dispatch_candidates(wanted).await? {
+        for (task, pinned) in candidates {
             if total_free == 0 {
                 break;
             }
@@ -88,7 +103,8 @@ impl Engine {
                 continue;
             };
             let lease_until = now + self.config.lease_ttl.as_micros() as i64;
-            if self.store.claim(task.id, &account, &self.owner, lease_until, self.config.pro_reserved_slots).await? {
+            let attempt = super::worker::new_attempt();
+            if self.store.claim(task.id, &account, &self.owner, lease_until, self.config.pro_reserved_slots, &attempt).await? {
                 if task.tier == Tier::Pro {
                     pro_running += 1;
                 }
@@ -102,7 +118,7 @@ impl Engine {
                 tracing::info!(task.id = %task.id, account = %account, tier = task.tier.as_str(), "task dispatched");
                 *free.get_mut(account.as_str()).expect("chosen from free") -= 1;
                 total_free -= 1;
-                self.spawn_worker(task.id);
+                self.spawn_worker(task.id, Some(attempt));
             }
         }
         let kept_for_pro = self.config.pro_reserved_slots.saturating_sub(pro_running);
@@ -125,7 +141,7 @@ impl Engine {
             match self.store.take_over(task.id, &self.owner, now, lease_until).await {
                 Ok(true) => {
                     tracing::info!(task.id = %task.id, "resuming task");
-                    self.spawn_worker(task.id);
+                    self.spawn_worker(task.id, None);
                 }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(task.id = %task.id, error = %e, "could not take over task"),

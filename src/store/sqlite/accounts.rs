@@ -24,7 +24,7 @@ impl AccountStore for SqliteStore {
         .bind(a.weight as i64)
         .bind(a.enabled)
         .bind(a.credentials.to_string())
-        .execute(&self.writes)
+        .execute(&mut *self.writes.lock().await)
         .await
         .map_err(db)?;
         Ok(())
@@ -56,7 +56,7 @@ impl AccountStore for SqliteStore {
         sqlx::query("UPDATE accounts SET cooldown_until = MAX(COALESCE(cooldown_until, 0), ?) WHERE id = ?")
             .bind(until)
             .bind(id)
-            .execute(&self.writes)
+            .execute(&mut *self.writes.lock().await)
             .await
             .map_err(db)?;
         Ok(())
@@ -67,7 +67,7 @@ impl AccountStore for SqliteStore {
             .bind(enabled)
             .bind(if enabled { None } else { reason })
             .bind(id)
-            .execute(&self.writes)
+            .execute(&mut *self.writes.lock().await)
             .await
             .map_err(db)?;
         Ok(done.rows_affected() == 1)

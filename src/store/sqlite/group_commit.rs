@@ -8,10 +8,13 @@
 //! committed, the queue limit is checked row by row inside it, and an idle server
 //! commits a lone create at once (a batch is whatever is waiting, never a timer).
 
-use sqlx::SqlitePool;
+use std::sync::Arc;
+
+use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::db;
+use super::writer::Writer;
 use super::tasks::insert_row;
 use crate::store::{StoreError, StoreResult};
 use crate::tasks::model::NewTask;
@@ -32,7 +35,7 @@ pub(super) struct Inserts {
 }
 
 impl Inserts {
-    pub(super) fn start(writes: SqlitePool) -> Inserts {
+    pub(super) fn start(writes: Arc<Writer>) -> Inserts {
         let (queue, waiting) = mpsc::unbounded_channel();
         tokio::spawn(run(writes, waiting));
         Inserts { queue }
@@ -49,7 +52,7 @@ impl Inserts {
     }
 }
 
-async fn run(writes: SqlitePool, mut waiting: mpsc::UnboundedReceiver<Pending>) {
+async fn run(writes: Arc<Writer>, mut waiting: mpsc::UnboundedReceiver<Pending>) {
     while let Some(first) = waiting.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -86,8 +89,13 @@ async fn run(writes: SqlitePool, mut waiting: mpsc::UnboundedReceiver<Pending>) 
 /// One transaction for `batch`, all or nothing: each row's outcome (true when stored,
 /// false when the relax queue was full, checked row by row in order), or the first
 /// error with nothing stored.
-async fn commit(writes: &SqlitePool, batch: &[Pending]) -> StoreResult<Vec<bool>> {
-    let mut tx = writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+async fn commit(writes: &Writer, batch: &[Pending]) -> StoreResult<Vec<bool>> {
+    let mut writer = writes.lock().await;
+    if let [alone] = batch {
+        // One statement is its own transaction: no BEGIN and COMMIT round trips.
+        return Ok(vec![insert_row(&mut writer, &alone.task, alone.relax_limit).await?]);
+    }
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
     let mut stored = Vec::with_capacity(batch.len());
     for pending in batch {
         // Any error ends the transaction: dropping `tx` rolls every row back.

@@ -19,7 +19,7 @@ impl KeyStore for SqliteStore {
         .bind(join(&key.models, |m| m.as_str()))
         .bind(key.dm_tier.map(Tier::as_str))
         .bind(key.created_at)
-        .execute(&self.writes)
+        .execute(&mut *self.writes.lock().await)
         .await
         .map_err(db)?;
         Ok(())
@@ -48,7 +48,7 @@ impl KeyStore for SqliteStore {
         let done = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
             .bind(now_micros())
             .bind(id)
-            .execute(&self.writes)
+            .execute(&mut *self.writes.lock().await)
             .await
             .map_err(db)?;
         Ok(done.rows_affected() == 1)

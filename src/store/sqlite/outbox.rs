@@ -32,7 +32,7 @@ impl OutboxStore for SqliteStore {
         sqlx::query("UPDATE webhook_outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE seq = ?")
             .bind(now)
             .bind(seq)
-            .execute(&self.writes)
+            .execute(&mut *self.writes.lock().await)
             .await
             .map_err(db)?;
         Ok(())
@@ -44,7 +44,7 @@ impl OutboxStore for SqliteStore {
             .bind(next_attempt_at)
             .bind(error)
             .bind(seq)
-            .execute(&self.writes)
+            .execute(&mut *self.writes.lock().await)
             .await
             .map_err(db)?;
         Ok(())
@@ -55,7 +55,7 @@ impl OutboxStore for SqliteStore {
             .bind(now)
             .bind(error)
             .bind(seq)
-            .execute(&self.writes)
+            .execute(&mut *self.writes.lock().await)
             .await
             .map_err(db)?;
         Ok(())
@@ -113,7 +113,7 @@ mod tests {
         let (a, b, quiet) = (task(Some("http://h/a")), task(Some("http://h/b")), task(None));
         for t in [&a, &b, &quiet] {
             store.insert_task(t, 100).await.unwrap();
-            assert!(store.claim(t.id, "acc", "me", i64::MAX, 0).await.unwrap());
+            assert!(store.claim(t.id, "acc", "me", i64::MAX, 0, "attempt-0").await.unwrap());
             assert!(store.mark_processing(t.id, "me", "up", 10).await.unwrap());
         }
         // A transition that does not happen queues nothing.

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use uuid::Uuid;
 
 use super::{db, one, SqliteStore};
@@ -24,7 +24,8 @@ impl TaskStore for SqliteStore {
             // Creates without an idempotency key share transactions (group commit).
             None => self.inserts.insert(t.clone(), relax_limit).await?,
             Some(idem) => {
-                let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+                let mut writer = self.writes.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
                 let inserted = insert_row(&mut tx, t, relax_limit).await?;
                 if inserted {
                     let recorded = sqlx::query(
@@ -96,7 +97,8 @@ impl TaskStore for SqliteStore {
 
     async fn delete_task(&self, id: Uuid, reason: &str, now: i64) -> StoreResult<bool> {
         let _invalidate = self.cache.invalidate_after(id);
-        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let mut writer = self.writes.lock().await;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let id = id.to_string();
         let hidden = sqlx::query("UPDATE tasks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
             .bind(now)
@@ -254,7 +256,7 @@ impl TaskStore for SqliteStore {
         Ok(n as u32)
     }
 
-    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64, pro_reserved: u32) -> StoreResult<bool> {
+    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64, pro_reserved: u32, attempt: &str) -> StoreResult<bool> {
         // One statement, no transaction: the dispatcher's hot path. The relax round being
         // served is derived from the dispatched tasks themselves (see `insert_task`). The
         // capacity rules are part of the statement, and every write goes through the one
@@ -263,7 +265,7 @@ impl TaskStore for SqliteStore {
         // less the pro tasks already holding a slot), the scheduler's own rule.
         let now = crate::tasks::model::now_micros();
         let sql = format!(
-                "UPDATE tasks SET account_id = ?1, lease_owner = ?2, lease_until = ?3, dispatched_at = ?4, last_progress_at = ?4
+                "UPDATE tasks SET account_id = ?1, lease_owner = ?2, lease_until = ?3, dispatched_at = ?4, last_progress_at = ?4, attempt = ?7
                  WHERE id = ?5 AND {QUEUED}
                    AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = ?1 AND a.enabled
                                  AND (SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND account_id = a.id) < a.concurrency)
@@ -278,11 +280,12 @@ impl TaskStore for SqliteStore {
         .bind(lease_until)
         .bind(now)
         .bind(id.to_string())
-        .bind(pro_reserved as i64);
+        .bind(pro_reserved as i64)
+        .bind(attempt);
         let invalidate = self.cache.invalidate_after(id);
         // The writer connection is held until the fresh row is in the cache, so no other
         // write of the task can land in between and be hidden by it.
-        let mut writer = self.writes.acquire().await.map_err(db)?;
+        let mut writer = self.writes.lock().await;
         match claimed.fetch_all(&mut *writer).await.map_err(db)?.into_iter().next() {
             // The worker that takes the task reads it at once: from memory.
             Some(row) => {
@@ -329,7 +332,7 @@ impl TaskStore for SqliteStore {
     async fn drop_leases(&self, owner: &str) -> StoreResult<u64> {
         let done = sqlx::query(&format!("UPDATE tasks SET lease_until = 0 WHERE lease_owner = ? AND {CLAIMED}"))
             .bind(owner)
-            .execute(&self.writes)
+            .execute(&mut *self.writes.lock().await)
             .await
             .map_err(db)?;
         self.cache.invalidate_all();
@@ -345,7 +348,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn mark_processing(&self, id: Uuid, owner: &str, upstream_id: &str, now: i64) -> StoreResult<bool> {
-        self.transition(id, now,
+        self.update(id,
             "UPDATE tasks SET state = 'processing', upstream_id = ?, last_progress_at = ?
              WHERE id = ? AND lease_owner = ? AND state = 'pending' AND account_id IS NOT NULL",
             |q| q.bind(upstream_id).bind(now).bind(id.to_string()).bind(owner),
@@ -382,7 +385,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn complete(&self, id: Uuid, owner: &str, v: &VideoRef, now: i64) -> StoreResult<bool> {
-        self.transition(id, now,
+        self.update(id,
             "UPDATE tasks SET state = 'completed', progress = 100, finished_at = ?, video_key = ?, thumbnail_key = ?,
                width = ?, height = ?, duration_secs = ?, lease_owner = NULL, lease_until = NULL
              WHERE id = ? AND lease_owner = ? AND state = 'processing'",
@@ -401,7 +404,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn fail(&self, id: Uuid, owner: Option<&str>, reason: &str, now: i64) -> StoreResult<bool> {
-        self.transition(id, now,
+        self.update(id,
             "UPDATE tasks SET state = 'failed', failure_reason = ?, finished_at = ?, lease_owner = NULL, lease_until = NULL
              WHERE id = ? AND state IN ('pending', 'processing') AND (?4 IS NULL OR lease_owner = ?4)",
             |q| q.bind(reason).bind(now).bind(id.to_string()).bind(owner),
@@ -470,34 +473,11 @@ impl TaskStore for SqliteStore {
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
 impl SqliteStore {
-    /// Runs a compare-and-set state change of task `id` and, when it changed the task and
-    /// the task has a hook URL, queues the webhook delivery in the same transaction: a
-    /// state change and its delivery exist together or not at all.
-    async fn transition<'q>(&self, id: Uuid, now: i64, sql: &'q str, bind: impl FnOnce(Query<'q>) -> Query<'q>) -> StoreResult<bool> {
-        let _invalidate = self.cache.invalidate_after(id);
-        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let done = bind(sqlx::query(sql)).execute(&mut *tx).await.map_err(db)?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO webhook_outbox (task_id, state, url, created_at, next_attempt_at)
-             SELECT id, state, json_extract(params, '$.notify_hook'), ?1, ?1 FROM tasks
-             WHERE id = ?2 AND deleted_at IS NULL AND json_extract(params, '$.notify_hook') IS NOT NULL",
-        )
-        .bind(now)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(true)
-    }
-
-    /// Runs a compare-and-set update; true when exactly one row changed.
+    /// Runs a compare-and-set update; true when exactly one row changed. A change of
+    /// state queues its webhook delivery in the same statement, by trigger (migration 0009).
     async fn update<'q>(&self, id: Uuid, sql: &'q str, bind: impl FnOnce(Query<'q>) -> Query<'q>) -> StoreResult<bool> {
         let _invalidate = self.cache.invalidate_after(id);
-        let done = bind(sqlx::query(sql)).execute(&self.writes).await.map_err(db)?;
+        let done = bind(sqlx::query(sql)).execute(&mut *self.writes.lock().await).await.map_err(db)?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -37,6 +37,10 @@ pub enum Script {
 pub struct ScriptedUpstream {
     scripts: Mutex<HashMap<String, Script>>,
     submissions: Mutex<Vec<(Uuid, String)>>,
+    /// The attempt marker of every accepted submission.
+    attempts: Mutex<Vec<String>>,
+    /// The attempt markers the engine asked to recover a generation by.
+    recoveries: Mutex<Vec<String>>,
     released: Mutex<HashSet<Uuid>>,
     progress: Mutex<HashMap<Uuid, u8>>,
 }
@@ -59,6 +63,12 @@ impl ScriptedUpstream {
     pub fn submissions_of(&self, task: Uuid) -> usize {
         self.submissions().iter().filter(|(t, _)| *t == task).count()
     }
+    pub fn attempts(&self) -> Vec<String> {
+        self.attempts.lock().unwrap().clone()
+    }
+    pub fn recoveries(&self) -> Vec<String> {
+        self.recoveries.lock().unwrap().clone()
+    }
 }
 
 #[async_trait]
@@ -68,11 +78,19 @@ impl VideoProvider for ScriptedUpstream {
         match script {
             Script::Accept => {
                 self.submissions.lock().unwrap().push((job.task_id, account.id.clone()));
+                self.attempts.lock().unwrap().push(attempt.to_string());
                 Ok(format!("gen-{attempt}"))
             }
             Script::RateLimit(wait) => Err(ProviderError::RateLimited { retry_after: Some(wait) }),
             Script::AuthFailure => Err(ProviderError::AccountAuth("401 invalid api key".into())),
         }
+    }
+
+    /// Finds the generation a submission under `attempt` started, as the real upstreams
+    /// do by listing theirs.
+    async fn recover(&self, _account: &Account, _job: &Job, attempt: &str) -> Option<String> {
+        self.recoveries.lock().unwrap().push(attempt.to_string());
+        self.attempts.lock().unwrap().iter().any(|a| a == attempt).then(|| format!("gen-{attempt}"))
     }
 
     async fn poll(&self, _account: &Account, job: &Job, _id: &str) -> Result<UpstreamStatus, ProviderError> {

@@ -152,6 +152,37 @@ async fn a_worker_killed_mid_task_is_resumed_without_a_second_submission() {
 }
 
 #[tokio::test]
+async fn the_first_submission_goes_out_under_the_attempt_marker_its_claim_recorded() {
+    let h = Harness::new(&[account("a", 1)], 0, 100).await;
+    let key = h.key("k").await;
+    let task = h.create(&key, Tier::Relax).await;
+    h.dispatch().await;
+    let t = h.task(task).await;
+    assert_eq!(t.state, State::Processing);
+    assert_eq!(h.upstream.attempts(), [t.attempt.clone().unwrap()]);
+    assert_eq!(t.upstream_id, Some(format!("gen-{}", t.attempt.unwrap())));
+    assert!(h.upstream.recoveries().is_empty(), "nothing can have gone out under a marker just claimed");
+    h.finish(task).await;
+}
+
+#[tokio::test]
+async fn a_task_whose_dispatcher_died_before_submitting_is_submitted_once_after_looking_for_it() {
+    use crate::store::TaskStore;
+    let h = Harness::new(&[account("a", 1)], 0, 100).await;
+    let key = h.key("k").await;
+    let task = h.create(&key, Tier::Relax).await;
+    // Claimed by a process that died before its worker called the upstream.
+    assert!(h.store.claim(task, "a", "dead", now_micros() - 1, 0, "att-dead").await.unwrap());
+    let survivor = h.another_worker("survivor").await;
+    survivor.sweep().await;
+    let t = h.until(task, |t| t.state == State::Processing).await;
+    assert_eq!(h.upstream.recoveries(), ["att-dead"], "the marker's generation is looked for first");
+    assert_eq!(h.upstream.submissions_of(task), 1);
+    assert_ne!(t.attempt.as_deref(), Some("att-dead"), "a new attempt has a new marker");
+    assert_eq!(h.upstream.attempts(), [t.attempt.unwrap()]);
+}
+
+#[tokio::test]
 async fn extend_tasks_are_pinned_to_their_parents_account() {
     let h = Harness::new(&[account("a", 1), account("b", 1)], 0, 100).await;
     let key = h.key("k").await;
