@@ -90,39 +90,12 @@ impl TaskCache {
         shard.tasks.insert(task.id, Arc::new(task));
     }
 
-    /// A guard that invalidates the task when dropped: taken before a write, it covers the
-    /// write's every ending, also a caller that stops waiting while SQLite finishes it.
-    pub fn invalidate_after(&self, id: Uuid) -> Invalidation<'_> {
-        Invalidation { cache: self, id: Some(id) }
-    }
-
     /// Many tasks changed.
     pub fn invalidate_all(&self) {
         for shard in &self.shards {
             let mut shard = shard.lock().expect("task cache shard");
             shard.epoch += 1;
             shard.tasks.clear();
-        }
-    }
-}
-
-/// See [`TaskCache::invalidate_after`].
-pub struct Invalidation<'a> {
-    cache: &'a TaskCache,
-    id: Option<Uuid>,
-}
-
-impl Invalidation<'_> {
-    /// The write's result was put in the cache with [`TaskCache::store_fresh`]: keep it.
-    pub fn settled(mut self) {
-        self.id = None;
-    }
-}
-
-impl Drop for Invalidation<'_> {
-    fn drop(&mut self) {
-        if let Some(id) = self.id {
-            self.cache.invalidate(id);
         }
     }
 }
@@ -176,22 +149,6 @@ mod tests {
         older.progress = 0;
         cache.offer(&older, before);
         assert!(matches!(cache.lookup(task.id), Lookup::Hit(t) if t.progress == 40), "a read from before the change must not win");
-    }
-
-    #[test]
-    fn a_write_that_is_abandoned_still_invalidates() {
-        let cache = TaskCache::default();
-        let task = sample_task();
-        let Lookup::Miss(epoch) = cache.lookup(task.id) else { panic!() };
-        cache.offer(&task, epoch);
-        {
-            let _guard = cache.invalidate_after(task.id);
-            // The caller's future is dropped here, mid-write.
-        }
-        assert!(matches!(cache.lookup(task.id), Lookup::Miss(_)));
-        cache.store_fresh(task.clone());
-        cache.invalidate_after(task.id).settled();
-        assert!(matches!(cache.lookup(task.id), Lookup::Hit(_)), "a settled write keeps its fresh row");
     }
 
     #[test]

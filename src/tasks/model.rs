@@ -281,6 +281,14 @@ impl NewTask {
 impl Task {
     /// A queued relax task of key `k`, for unit tests.
     pub(crate) fn sample() -> Task {
+        NewTask::sample().as_stored()
+    }
+}
+
+#[cfg(test)]
+impl NewTask {
+    /// A relax task of key `k` about to be stored, for unit tests.
+    pub(crate) fn sample() -> NewTask {
         NewTask {
             id: Uuid::new_v4(),
             key_id: "k".into(),
@@ -304,7 +312,6 @@ impl Task {
             created_at: 1,
             idempotency: None,
         }
-        .as_stored()
     }
 }
 

@@ -47,6 +47,11 @@ impl Engine {
         tokio::spawn(async move {
             let _guard = RunningGuard(&engine, id);
             let outcome = tokio::select! {
+                // Shutdown is looked at first on every wake-up. (In random order, a worker
+                // woken by shutdown could step on: its pauses end at once then, so it spun
+                // through its poll loop until its next store write, and on a one-thread
+                // runtime renewed its lease after shutdown.)
+                biased;
                 _ = engine.shutdown.cancelled() => Ok(()),
                 r = engine.drive(id, claimed) => r,
             };
@@ -328,7 +333,8 @@ impl Engine {
         }
     }
 
-    /// Sleeps, but wakes at once on shutdown (the caller is then cancelled by `select!`).
+    /// Sleeps, but wakes at once on shutdown (the caller is then cancelled by the `select!`
+    /// in [`Engine::spawn_worker`]).
     async fn pause(&self, d: Duration) {
         tokio::select! {
             _ = self.shutdown.cancelled() => {}

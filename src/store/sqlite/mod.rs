@@ -15,11 +15,13 @@ mod accounts;
 mod group_commit;
 mod keys;
 mod outbox;
+mod task_write;
 mod tasks;
 mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,11 +36,14 @@ pub struct SqliteStore {
     /// The one writer connection.
     writes: Arc<writer::Writer>,
     /// Tasks as last read; every task write below invalidates its task after commit.
-    cache: super::task_cache::TaskCache,
+    cache: Arc<super::task_cache::TaskCache>,
     /// New tasks without an idempotency key, committed in groups.
     inserts: group_commit::Inserts,
     /// Stops the checkpointer when the store is dropped.
     _checkpoints: tokio_util::sync::DropGuard,
+    /// How many times the checkpointer started the WAL over (its test reads it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    wal_restarts: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -71,14 +76,26 @@ impl SqliteStore {
             .await
             .map_err(db)?;
         let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(checkpoints(options.clone(), writes.clone(), stop.clone()));
+        let wal_restarts = Arc::new(AtomicU64::new(0));
+        tokio::spawn(checkpoints(options.clone(), writes.clone(), wal_restarts.clone(), stop.clone()));
         Ok(SqliteStore {
             pool,
             inserts: group_commit::Inserts::start(writes.clone()),
             writes,
             cache: Default::default(),
             _checkpoints: stop.drop_guard(),
+            wal_restarts,
         })
+    }
+
+    #[cfg(test)]
+    fn wal_restarts(&self) -> u64 {
+        self.wal_restarts.load(Ordering::Relaxed)
+    }
+
+    /// A write of task `id` begins (see [`task_write`]).
+    fn task_write(&self, id: uuid::Uuid) -> task_write::TaskWrite {
+        task_write::TaskWrite::new(&self.cache, &self.writes, id)
     }
 
     /// Whether the database answers.
@@ -110,8 +127,14 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// and every claim of the dispatcher waited behind it; split in two and four times a
 /// second, the writer's share is 1–4 ms. (A PASSIVE checkpoint alone never lets the WAL
 /// start over while writes keep coming: creates fell from ~8,000/s to ~2,000/s as it grew.)
-async fn checkpoints(options: SqliteConnectOptions, writes: Arc<writer::Writer>, stop: tokio_util::sync::CancellationToken) {
+async fn checkpoints(
+    options: SqliteConnectOptions,
+    writes: Arc<writer::Writer>,
+    restarts: Arc<AtomicU64>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut copier: Option<sqlx::SqliteConnection> = None;
+    let mut patience_ms = CHECKPOINT_PATIENCE_MS;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -126,27 +149,39 @@ async fn checkpoints(options: SqliteConnectOptions, writes: Arc<writer::Writer>,
                 copier = None;
             }
         }
-        if let Err(e) = restart(&writes).await {
-            tracing::debug!(error = %e, "WAL checkpoint failed; the next one retries");
-        }
+        patience_ms = match restart(&writes, patience_ms).await {
+            Ok(true) => {
+                restarts.fetch_add(1, Ordering::Relaxed);
+                CHECKPOINT_PATIENCE_MS
+            }
+            // Each miss lets the WAL grow by another round's writes: wait longer next time.
+            Ok(false) => (patience_ms * 2).min(CHECKPOINT_PATIENCE_MAX_MS),
+            Err(e) => {
+                tracing::debug!(error = %e, "WAL checkpoint failed; the next one retries");
+                patience_ms
+            }
+        };
     }
 }
 
-/// Longest a checkpoint waits for readers of older snapshots, holding the writer.
+/// How long a checkpoint waits for readers of older snapshots, holding the writer; after
+/// a round whose readers outlasted it, twice as long, up to the most.
 const CHECKPOINT_PATIENCE_MS: u32 = 5;
+const CHECKPOINT_PATIENCE_MAX_MS: u32 = 40;
 
 /// A RESTART checkpoint on the writer connection, waiting for readers at most
-/// [`CHECKPOINT_PATIENCE_MS`] (a shorter busy timeout for this statement only). Readers
-/// that started after the copy read the database file, so only the few mid-query at that
-/// moment are waited for; when they outlast the patience, the copy made so far stands
-/// and the next round tries again.
-async fn restart(writes: &writer::Writer) -> Result<(), sqlx::Error> {
+/// `patience_ms` (a shorter busy timeout for this statement only); true when the WAL
+/// starts over. Readers that started after the copy read the database file, so only the
+/// few mid-query at that moment are waited for; when they outlast the patience, the copy
+/// made so far stands and the next round tries again.
+async fn restart(writes: &writer::Writer, patience_ms: u32) -> Result<bool, sqlx::Error> {
     let mut writer = writes.lock().await;
-    sqlx::query(&format!("PRAGMA busy_timeout = {CHECKPOINT_PATIENCE_MS}")).execute(&mut *writer).await?;
-    let checkpointed = sqlx::query("PRAGMA wal_checkpoint(RESTART)").fetch_all(&mut *writer).await;
+    sqlx::query(&format!("PRAGMA busy_timeout = {patience_ms}")).execute(&mut *writer).await?;
+    // (busy, WAL frames, frames copied): busy is 1 when readers outlasted the patience.
+    let checkpointed: Result<Vec<(i64, i64, i64)>, _> = sqlx::query_as("PRAGMA wal_checkpoint(RESTART)").fetch_all(&mut *writer).await;
     // Restored before the connection serves another write, whatever the checkpoint did.
     sqlx::query(&format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis())).execute(&mut *writer).await?;
-    checkpointed.map(|_| ())
+    Ok(checkpointed?.first().is_some_and(|(busy, _, _)| *busy == 0))
 }
 
 /// The one row a query read with `fetch_all` must return (see the module comment).
@@ -156,4 +191,45 @@ pub(crate) fn one<T>(rows: Vec<T>) -> StoreResult<T> {
 
 pub(crate) fn db(e: impl std::fmt::Display) -> StoreError {
     StoreError::Database(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::store::TaskStore;
+    use crate::tasks::model::NewTask;
+
+    /// The checkpointer starts the WAL over round after round while creates commit one by
+    /// one and reads never pause: without it the WAL holds every page every commit wrote.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_while_writes_and_reads_keep_coming() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+        let until = Instant::now() + CHECKPOINT_EVERY * 8;
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    while Instant::now() < until {
+                        store.queue_depth().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut commits = 0u64;
+        while Instant::now() < until {
+            // One at a time: each create is a commit of its own.
+            store.insert_task(&NewTask::sample(), u64::MAX).await.unwrap();
+            commits += 1;
+        }
+        for r in readers {
+            r.await.unwrap();
+        }
+        let restarts = store.wal_restarts();
+        assert!(restarts >= 3, "the WAL started over {restarts} times in 8 rounds of {commits} commits");
+        let wal = std::fs::metadata(dir.path().join("t.db-wal")).unwrap().len();
+        assert!(wal <= 32 * 1024 * 1024, "the WAL file is cut back to journal_size_limit: {wal} bytes");
+    }
 }

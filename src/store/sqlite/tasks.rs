@@ -96,7 +96,9 @@ impl TaskStore for SqliteStore {
     }
 
     async fn delete_task(&self, id: Uuid, reason: &str, now: i64) -> StoreResult<bool> {
-        let _invalidate = self.cache.invalidate_after(id);
+        // Any early return below leaves the transaction to roll back: the write counts
+        // as abandoned, which only clears the cached row once more.
+        let write = self.task_write(id);
         let mut writer = self.writes.lock().await;
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let id = id.to_string();
@@ -127,7 +129,9 @@ impl TaskStore for SqliteStore {
             .await
             .map_err(db)?;
         sqlx::query("DELETE FROM idempotency WHERE task_id = ?").bind(&id).execute(&mut *tx).await.map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let committed = tx.commit().await;
+        write.ended();
+        committed.map_err(db)?;
         Ok(true)
     }
 
@@ -282,18 +286,26 @@ impl TaskStore for SqliteStore {
         .bind(id.to_string())
         .bind(pro_reserved as i64)
         .bind(attempt);
-        let invalidate = self.cache.invalidate_after(id);
+        let write = self.task_write(id);
         // The writer connection is held until the fresh row is in the cache, so no other
         // write of the task can land in between and be hidden by it.
         let mut writer = self.writes.lock().await;
-        match claimed.fetch_all(&mut *writer).await.map_err(db)?.into_iter().next() {
+        let rows = claimed.fetch_all(&mut *writer).await;
+        match rows.map_err(db).and_then(|rows| rows.first().map(task_from_row).transpose()) {
             // The worker that takes the task reads it at once: from memory.
-            Some(row) => {
-                self.cache.store_fresh(task_from_row(&row)?);
-                invalidate.settled();
+            Ok(Some(task)) => {
+                self.cache.store_fresh(task);
+                write.settled();
                 Ok(true)
             }
-            None => Ok(false),
+            Ok(None) => {
+                write.ended();
+                Ok(false)
+            }
+            Err(e) => {
+                write.ended();
+                Err(e)
+            }
         }
     }
 
@@ -476,9 +488,10 @@ impl SqliteStore {
     /// Runs a compare-and-set update; true when exactly one row changed. A change of
     /// state queues its webhook delivery in the same statement, by trigger (migration 0009).
     async fn update<'q>(&self, id: Uuid, sql: &'q str, bind: impl FnOnce(Query<'q>) -> Query<'q>) -> StoreResult<bool> {
-        let _invalidate = self.cache.invalidate_after(id);
-        let done = bind(sqlx::query(sql)).execute(&mut *self.writes.lock().await).await.map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        let write = self.task_write(id);
+        let done = bind(sqlx::query(sql)).execute(&mut *self.writes.lock().await).await;
+        write.ended();
+        Ok(done.map_err(db)?.rows_affected() == 1)
     }
 }
 

@@ -136,8 +136,8 @@ async fn a_worker_killed_mid_task_is_resumed_without_a_second_submission() {
     assert_eq!(h.task(task).await.state, State::Processing);
     // The worker dies without handing its lease back.
     h.engine.shutdown.cancel();
-    let dead_owner = h.task(task).await.lease_owner;
-    assert_eq!(dead_owner.as_deref(), Some("test-worker"));
+    let dead = h.task(task).await;
+    assert_eq!(dead.lease_owner.as_deref(), Some("test-worker"));
 
     let survivor = h.another_worker("survivor").await;
     // Nothing is taken over while the dead worker's lease is still valid ...
@@ -145,6 +145,7 @@ async fn a_worker_killed_mid_task_is_resumed_without_a_second_submission() {
     assert_eq!(h.task(task).await.lease_owner.as_deref(), Some("test-worker"));
     // ... and once it lapses, the survivor resumes polling the same generation.
     h.until(task, |t| t.lease_until.unwrap_or(0) < now_micros()).await;
+    assert_eq!(h.task(task).await.lease_until, dead.lease_until, "a worker that was shut down renews nothing");
     survivor.sweep().await;
     h.until(task, |t| t.lease_owner.as_deref() == Some("survivor")).await;
     h.finish(task).await;
