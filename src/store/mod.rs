@@ -162,10 +162,8 @@ pub trait TaskStore: Send + Sync {
     /// the task is no longer queued (someone else claimed it first), the account is
     /// missing, disabled or already holds `concurrency` slots, or the task is relax and
     /// the enabled pool has no more free slots than the reserve still owed to pro:
-    /// max(0, `pro_reserved` − pro tasks holding a slot). The claim records `attempt` as
-    /// the task's attempt marker (see [`Self::record_attempt`]), so the worker's first
-    /// submission needs no write of its own before it calls the upstream.
-    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64, pro_reserved: u32, attempt: &str) -> StoreResult<bool>;
+    /// max(0, `pro_reserved` − pro tasks holding a slot).
+    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64, pro_reserved: u32) -> StoreResult<bool>;
     /// Takes over the lease of an unfinished task whose lease lapsed (or that this owner held).
     async fn take_over(&self, id: Uuid, owner: &str, now: i64, lease_until: i64) -> StoreResult<bool>;
     /// Unfinished tasks with an account whose lease has lapsed or belongs to `owner`.

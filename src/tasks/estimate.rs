@@ -40,9 +40,10 @@ impl DrainRates {
         }
     }
 
-    /// Whether the relax queue's rate has been measured yet.
+    /// Whether any rate has been measured yet (relax waits use the completion rate until
+    /// the relax queue's own is known).
     pub(crate) fn measured(&self) -> bool {
-        self.relax_us.load(Ordering::Relaxed) != 0
+        self.finish_us.load(Ordering::Relaxed) != 0 || self.relax_us.load(Ordering::Relaxed) != 0
     }
 
     /// Expected wait of a queued task of `tier` standing at `standing`, on `slots` slots

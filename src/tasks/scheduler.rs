@@ -23,7 +23,7 @@ const TICK: Duration = Duration::from_millis(500);
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// How often the drain rates behind wait estimates are re-measured.
 const MEASURE_EVERY: Duration = Duration::from_millis(500);
-/// The same before the relax rate was first measured: until then estimates rest on the
+/// The same before any rate was first measured: until then estimates rest on the
 /// configured run time alone, which knows nothing of the time between tasks (a burst of
 /// creates into an idle server was told 40 % too little).
 const MEASURE_FIRST_EVERY: Duration = Duration::from_millis(100);
@@ -103,8 +103,7 @@ impl Engine {
                 continue;
             };
             let lease_until = now + self.config.lease_ttl.as_micros() as i64;
-            let attempt = super::worker::new_attempt();
-            if self.store.claim(task.id, &account, &self.owner, lease_until, self.config.pro_reserved_slots, &attempt).await? {
+            if self.store.claim(task.id, &account, &self.owner, lease_until, self.config.pro_reserved_slots).await? {
                 if task.tier == Tier::Pro {
                     pro_running += 1;
                 }
@@ -118,7 +117,7 @@ impl Engine {
                 tracing::info!(task.id = %task.id, account = %account, tier = task.tier.as_str(), "task dispatched");
                 *free.get_mut(account.as_str()).expect("chosen from free") -= 1;
                 total_free -= 1;
-                self.spawn_worker(task.id, Some(attempt));
+                self.spawn_worker(task.id);
             }
         }
         let kept_for_pro = self.config.pro_reserved_slots.saturating_sub(pro_running);
@@ -141,7 +140,7 @@ impl Engine {
             match self.store.take_over(task.id, &self.owner, now, lease_until).await {
                 Ok(true) => {
                     tracing::info!(task.id = %task.id, "resuming task");
-                    self.spawn_worker(task.id, None);
+                    self.spawn_worker(task.id);
                 }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(task.id = %task.id, error = %e, "could not take over task"),

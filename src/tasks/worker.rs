@@ -37,9 +37,7 @@ impl Drop for RunningGuard<'_> {
 }
 
 impl Engine {
-    /// Starts driving task `id`. `claimed` is the attempt marker the dispatcher's claim
-    /// just recorded, which no submission has used yet; None when resuming a task.
-    pub(crate) fn spawn_worker(self: &Arc<Self>, id: Uuid, claimed: Option<String>) {
+    pub(crate) fn spawn_worker(self: &Arc<Self>, id: Uuid) {
         if !self.running.lock().expect("running set").insert(id) {
             return;
         }
@@ -53,7 +51,7 @@ impl Engine {
                 // runtime renewed its lease after shutdown.)
                 biased;
                 _ = engine.shutdown.cancelled() => Ok(()),
-                r = engine.drive(id, claimed) => r,
+                r = engine.drive(id) => r,
             };
             if let Err(e) = outcome {
                 tracing::warn!(task.id = %id, error = %e, "worker stopped on a store error; the lease sweeper resumes it");
@@ -61,13 +59,13 @@ impl Engine {
         });
     }
 
-    async fn drive(&self, id: Uuid, claimed: Option<String>) -> Result<(), crate::store::StoreError> {
+    async fn drive(&self, id: Uuid) -> Result<(), crate::store::StoreError> {
         let Some(task) = self.store.task(id).await? else { return Ok(()) };
         if task.state.is_terminal() || task.lease_owner.as_deref() != Some(&self.owner) {
             return Ok(());
         }
         let stop = match self.prepare(&task).await {
-            Ok((account, provider, job)) => self.run(&task, &account, provider.as_ref(), &job, claimed).await?,
+            Ok((account, provider, job)) => self.run(&task, &account, provider.as_ref(), &job).await?,
             Err(stop) => stop,
         };
         let now = now_micros();
@@ -94,18 +92,11 @@ impl Engine {
         Ok((account, provider, job))
     }
 
-    async fn run(
-        &self,
-        task: &Task,
-        account: &Account,
-        provider: &dyn VideoProvider,
-        job: &Job,
-        claimed: Option<String>,
-    ) -> Result<Stop, crate::store::StoreError> {
+    async fn run(&self, task: &Task, account: &Account, provider: &dyn VideoProvider, job: &Job) -> Result<Stop, crate::store::StoreError> {
         let id = task.id;
         let upstream_id = match &task.upstream_id {
             Some(existing) => existing.clone(),
-            None => match self.submit(task, account, provider, job, claimed).await? {
+            None => match self.submit(task, account, provider, job).await? {
                 Ok(upstream_id) => upstream_id,
                 Err(stop) => return Ok(stop),
             },
@@ -176,36 +167,27 @@ impl Engine {
         }
     }
 
-    /// Submits once: an attempt marker is written first, so a resumed task recovers the
-    /// generation it started instead of submitting twice. The first marker is the one the
-    /// claim wrote (`claimed`): nothing can have been submitted under it, so there is
-    /// nothing to recover, and no second write stands between the claim and the upstream.
+    /// Submits once: an attempt marker is written first, right before the call (by
+    /// compare-and-set, so a task deleted or taken over meanwhile is not submitted), and a
+    /// resumed task recovers the generation it started instead of submitting twice.
     async fn submit(
         &self,
         task: &Task,
         account: &Account,
         provider: &dyn VideoProvider,
         job: &Job,
-        claimed: Option<String>,
     ) -> Result<Result<String, Stop>, crate::store::StoreError> {
-        let mut fresh = claimed.filter(|claimed| task.attempt.as_ref() == Some(claimed));
-        if let (None, Some(attempt)) = (&fresh, &task.attempt) {
+        if let Some(attempt) = &task.attempt {
             if let Some(upstream_id) = provider.recover(account, job, attempt).await {
                 return self.accepted(task.id, &upstream_id).await;
             }
         }
         let mut retries = 0;
         loop {
-            let attempt = match fresh.take() {
-                Some(attempt) => attempt,
-                None => {
-                    let attempt = new_attempt();
-                    if !self.store.record_attempt(task.id, &self.owner, &attempt).await? {
-                        return Ok(Err(Stop::LetGo));
-                    }
-                    attempt
-                }
-            };
+            let attempt = new_attempt();
+            if !self.store.record_attempt(task.id, &self.owner, &attempt).await? {
+                return Ok(Err(Stop::LetGo));
+            }
             match provider.submit(account, job, &attempt).await {
                 Ok(upstream_id) => return self.accepted(task.id, &upstream_id).await,
                 Err(e) => {
@@ -345,6 +327,6 @@ impl Engine {
 
 /// A fresh attempt marker. It starts with the time, so a provider that recovers by listing
 /// the upstream's generations knows how far back to look.
-pub(crate) fn new_attempt() -> String {
+fn new_attempt() -> String {
     format!("{}-{}", now_micros() / 1000, Uuid::new_v4().simple())
 }

@@ -29,8 +29,8 @@ async fn a_task_is_claimed_once(store: Arc<dyn Store>) {
     store.upsert_account(&Account::new("acct", "sandbox", 4)).await.unwrap();
     let id = queued(&store, "k", Tier::Pro, 1).await[0];
     let until = lease();
-    assert!(store.claim(id, "acct", "one", until, 0, "attempt-0").await.unwrap());
-    assert!(!store.claim(id, "acct", "two", until, 0, "attempt-0").await.unwrap(), "a claimed task is no longer queued");
+    assert!(store.claim(id, "acct", "one", until, 0).await.unwrap());
+    assert!(!store.claim(id, "acct", "two", until, 0).await.unwrap(), "a claimed task is no longer queued");
     let t = store.task(id).await.unwrap().unwrap();
     assert_eq!((t.account_id.as_deref(), t.lease_owner.as_deref(), t.lease_until), (Some("acct"), Some("one"), Some(until)));
     assert!(t.dispatched_at.is_some() && !t.is_queued());
@@ -41,7 +41,7 @@ async fn a_task_is_claimed_once(store: Arc<dyn Store>) {
         "the dispatcher's combined read agrees with the separate ones"
     );
     assert_eq!(store.queue_depth().await.unwrap(), (0, 0));
-    assert!(!store.claim(uuid::Uuid::new_v4(), "acct", "one", until, 0, "attempt-0").await.unwrap(), "no such task");
+    assert!(!store.claim(uuid::Uuid::new_v4(), "acct", "one", until, 0).await.unwrap(), "no such task");
 }
 
 async fn claims_respect_the_accounts_concurrency_and_health(store: Arc<dyn Store>) {
@@ -49,16 +49,16 @@ async fn claims_respect_the_accounts_concurrency_and_health(store: Arc<dyn Store
     store.upsert_account(&Account::new("off", "sandbox", 5)).await.unwrap();
     store.set_enabled("off", false, Some("test")).await.unwrap();
     let ids = queued(&store, "k", Tier::Pro, 4).await;
-    assert!(store.claim(ids[0], "small", "o", lease(), 0, "attempt-0").await.unwrap());
-    assert!(store.claim(ids[1], "small", "o", lease(), 0, "attempt-0").await.unwrap());
-    assert!(!store.claim(ids[2], "small", "o", lease(), 0, "attempt-0").await.unwrap(), "the account is full");
-    assert!(!store.claim(ids[2], "off", "o", lease(), 0, "attempt-0").await.unwrap(), "a disabled account takes nothing");
-    assert!(!store.claim(ids[2], "ghost", "o", lease(), 0, "attempt-0").await.unwrap(), "an unknown account takes nothing");
+    assert!(store.claim(ids[0], "small", "o", lease(), 0).await.unwrap());
+    assert!(store.claim(ids[1], "small", "o", lease(), 0).await.unwrap());
+    assert!(!store.claim(ids[2], "small", "o", lease(), 0).await.unwrap(), "the account is full");
+    assert!(!store.claim(ids[2], "off", "o", lease(), 0).await.unwrap(), "a disabled account takes nothing");
+    assert!(!store.claim(ids[2], "ghost", "o", lease(), 0).await.unwrap(), "an unknown account takes nothing");
     assert!(store.task(ids[2]).await.unwrap().unwrap().is_queued(), "a refused claim changes nothing");
 
     // A finished task frees its slot.
     store.fail(ids[0], None, "test", 1).await.unwrap();
-    assert!(store.claim(ids[2], "small", "o", lease(), 0, "attempt-0").await.unwrap());
+    assert!(store.claim(ids[2], "small", "o", lease(), 0).await.unwrap());
     assert_eq!(store.in_flight().await.unwrap().get("small"), Some(&2));
 }
 
@@ -68,10 +68,10 @@ async fn relax_claims_leave_the_reserved_slots_to_pro(store: Arc<dyn Store>) {
     let relax = queued(&store, "r", Tier::Relax, 3).await;
     let pro = queued(&store, "p", Tier::Pro, 1).await;
     // Three free slots, one reserved: relax may take two, then only pro gets in.
-    assert!(store.claim(relax[0], "a", "o", lease(), 1, "attempt-0").await.unwrap());
-    assert!(store.claim(relax[1], "b", "o", lease(), 1, "attempt-0").await.unwrap());
-    assert!(!store.claim(relax[2], "a", "o", lease(), 1, "attempt-0").await.unwrap(), "the last free slot is kept for pro");
-    assert!(store.claim(pro[0], "a", "o", lease(), 1, "attempt-0").await.unwrap(), "pro takes the reserved slot");
+    assert!(store.claim(relax[0], "a", "o", lease(), 1).await.unwrap());
+    assert!(store.claim(relax[1], "b", "o", lease(), 1).await.unwrap());
+    assert!(!store.claim(relax[2], "a", "o", lease(), 1).await.unwrap(), "the last free slot is kept for pro");
+    assert!(store.claim(pro[0], "a", "o", lease(), 1).await.unwrap(), "pro takes the reserved slot");
 }
 
 async fn running_pro_tasks_fill_the_slots_kept_for_pro(store: Arc<dyn Store>) {
@@ -79,11 +79,11 @@ async fn running_pro_tasks_fill_the_slots_kept_for_pro(store: Arc<dyn Store>) {
     let pro = queued(&store, "p", Tier::Pro, 1).await;
     let relax = queued(&store, "r", Tier::Relax, 4).await;
     // Two slots kept for pro; one pro task runs, so only one is still owed.
-    assert!(store.claim(pro[0], "a", "o", lease(), 2, "attempt-0").await.unwrap());
+    assert!(store.claim(pro[0], "a", "o", lease(), 2).await.unwrap());
     assert_eq!(store.pro_in_flight().await.unwrap(), 1);
-    assert!(store.claim(relax[0], "a", "o", lease(), 2, "attempt-0").await.unwrap(), "3 free > 1 owed");
-    assert!(store.claim(relax[1], "a", "o", lease(), 2, "attempt-0").await.unwrap(), "2 free > 1 owed");
-    assert!(!store.claim(relax[2], "a", "o", lease(), 2, "attempt-0").await.unwrap(), "the last free slot is owed to pro");
+    assert!(store.claim(relax[0], "a", "o", lease(), 2).await.unwrap(), "3 free > 1 owed");
+    assert!(store.claim(relax[1], "a", "o", lease(), 2).await.unwrap(), "2 free > 1 owed");
+    assert!(!store.claim(relax[2], "a", "o", lease(), 2).await.unwrap(), "the last free slot is owed to pro");
     assert_eq!(store.pro_in_flight().await.unwrap(), 1, "relax tasks are not counted");
     let (by_account, pro_running) = store.slots_in_use().await.unwrap();
     assert_eq!((by_account.get("a"), pro_running), (Some(&3), 1), "the dispatcher's combined read");
@@ -91,7 +91,7 @@ async fn running_pro_tasks_fill_the_slots_kept_for_pro(store: Arc<dyn Store>) {
     assert!(store.mark_processing(pro[0], "o", "up", 1).await.unwrap());
     assert!(store.release_slot(pro[0], "o", 2).await.unwrap());
     assert_eq!(store.pro_in_flight().await.unwrap(), 0);
-    assert!(!store.claim(relax[2], "a", "o", lease(), 2, "attempt-0").await.unwrap(), "2 free, 2 owed");
+    assert!(!store.claim(relax[2], "a", "o", lease(), 2).await.unwrap(), "2 free, 2 owed");
 }
 
 /// Many dispatchers (replicas) claim at once onto one small account: the limit holds.
@@ -104,7 +104,7 @@ async fn racing_dispatchers_never_overfill_an_account(store: Arc<dyn Store>) {
         tokio::spawn(async move {
             let mut won = 0;
             for id in ids.iter().cycle().skip(r * 2).take(ids.len()) {
-                if store.claim(*id, "acct", &format!("replica-{r}"), lease(), 0, "attempt-0").await.unwrap() {
+                if store.claim(*id, "acct", &format!("replica-{r}"), lease(), 0).await.unwrap() {
                     won += 1;
                 }
             }
@@ -129,7 +129,7 @@ async fn racing_relax_and_pro_claims_keep_the_reserve(store: Arc<dyn Store>) {
         let store = store.clone();
         tokio::spawn(async move {
             for account in ["a", "b", "c"].iter().cycle().skip(i % 3).take(3) {
-                if store.claim(id, account, "o", lease(), 1, "attempt-0").await.unwrap() {
+                if store.claim(id, account, "o", lease(), 1).await.unwrap() {
                     return Some(tier);
                 }
             }

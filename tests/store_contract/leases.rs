@@ -19,7 +19,7 @@ async fn claimed(store: &Arc<dyn Store>, owner: &str, lease_until: i64) -> uuid:
     store.upsert_account(&Account::new("acct", "sandbox", 10)).await.unwrap();
     let t = new_task("k", Tier::Pro);
     store.insert_task(&t, 100).await.unwrap();
-    assert!(store.claim(t.id, "acct", owner, lease_until, 0, "attempt-0").await.unwrap());
+    assert!(store.claim(t.id, "acct", owner, lease_until, 0).await.unwrap());
     t.id
 }
 
@@ -35,8 +35,6 @@ fn video() -> VideoRef {
 
 async fn only_the_lease_owner_moves_a_task_to_its_end(store: Arc<dyn Store>) {
     let id = claimed(&store, "me", lease()).await;
-    let t = store.task(id).await.unwrap().unwrap();
-    assert_eq!(t.attempt.as_deref(), Some("attempt-0"), "the claim records its attempt marker");
     assert!(!store.record_attempt(id, "you", "att-1").await.unwrap());
     assert!(store.record_attempt(id, "me", "att-1").await.unwrap());
     assert!(!store.record_progress(id, "me", 10, 1).await.unwrap(), "no progress before processing");
@@ -91,7 +89,7 @@ async fn a_requeued_task_waits_again_and_failing_ends_any_unfinished_task(store:
     assert!(t.is_queued() && t.attempt.is_none() && t.lease_owner.is_none() && t.dispatched_at.is_none());
     assert_eq!(store.queue_depth().await.unwrap(), (0, 1));
 
-    assert!(store.claim(id, "acct", "me", lease(), 0, "attempt-0").await.unwrap());
+    assert!(store.claim(id, "acct", "me", lease(), 0).await.unwrap());
     assert!(!store.fail(id, Some("you"), "no", 5).await.unwrap());
     assert!(store.fail(id, None, "swept", 5).await.unwrap());
     let t = store.task(id).await.unwrap().unwrap();
@@ -120,15 +118,15 @@ async fn a_finished_upstream_frees_the_slot_while_the_video_is_rehosted(store: A
     let (first, second) = (new_task("k", Tier::Pro), new_task("k", Tier::Pro));
     store.insert_task(&first, 10).await.unwrap();
     store.insert_task(&second, 10).await.unwrap();
-    assert!(store.claim(first.id, "one", "me", lease(), 0, "attempt-0").await.unwrap());
-    assert!(!store.claim(second.id, "one", "me", lease(), 0, "attempt-0").await.unwrap(), "the one slot is taken");
+    assert!(store.claim(first.id, "one", "me", lease(), 0).await.unwrap());
+    assert!(!store.claim(second.id, "one", "me", lease(), 0).await.unwrap(), "the one slot is taken");
     assert!(!store.release_slot(first.id, "me", 5).await.unwrap(), "only a processing task is released");
     store.mark_processing(first.id, "me", "up", 1).await.unwrap();
     assert!(!store.release_slot(first.id, "you", 5).await.unwrap(), "only by its lease owner");
     assert!(store.release_slot(first.id, "me", 5).await.unwrap());
     assert!(!store.release_slot(first.id, "me", 6).await.unwrap(), "once");
     assert_eq!(store.in_flight().await.unwrap().get("one"), None, "a released task holds no slot");
-    assert!(store.claim(second.id, "one", "me", lease(), 0, "attempt-0").await.unwrap(), "the next task takes the freed slot");
+    assert!(store.claim(second.id, "one", "me", lease(), 0).await.unwrap(), "the next task takes the freed slot");
     // The released task is still driven under its lease until it completes.
     assert!(store.renew_lease(first.id, "me", lease()).await.unwrap());
     assert_eq!(store.resumable("me", now_micros()).await.unwrap().len(), 2);
@@ -141,7 +139,7 @@ async fn recent_dispatches_are_per_tier_newest_first(store: Arc<dyn Store>) {
     for tier in [Tier::Relax, Tier::Pro, Tier::Relax] {
         let t = new_task("k", tier);
         store.insert_task(&t, 10).await.unwrap();
-        assert!(store.claim(t.id, "acct", "o", lease(), 0, "attempt-0").await.unwrap());
+        assert!(store.claim(t.id, "acct", "o", lease(), 0).await.unwrap());
         if tier == Tier::Relax {
             relax.push(store.task(t.id).await.unwrap().unwrap().dispatched_at.unwrap());
         }

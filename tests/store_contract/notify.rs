@@ -23,7 +23,7 @@ async fn replicas_are_told_of_queued_tasks_and_freed_slots() {
             let t = new_task("k", Tier::Pro);
             a.insert_task(&t, 10).await.unwrap();
             assert!(heard(&mut listener).await, "queueing a task is announced");
-            assert!(a.claim(t.id, "acct", "a", lease(), 0, "attempt-0").await.unwrap());
+            assert!(a.claim(t.id, "acct", "a", lease(), 0).await.unwrap());
             assert!(a.fail(t.id, None, "test", 1).await.unwrap());
             assert!(heard(&mut listener).await, "freeing a slot is announced");
             a.pool().close().await;

@@ -29,7 +29,7 @@ async fn state_changes_queue_deliveries_that_leave_in_order_per_task(store: Arc<
     let (a, b, quiet) = (hooked(Some("http://h/a")), hooked(Some("http://h/b")), hooked(None));
     for t in [&a, &b, &quiet] {
         store.insert_task(t, 100).await.unwrap();
-        assert!(store.claim(t.id, "acct", "me", lease(), 0, "attempt-0").await.unwrap());
+        assert!(store.claim(t.id, "acct", "me", lease(), 0).await.unwrap());
         assert!(store.mark_processing(t.id, "me", "up", 10).await.unwrap());
     }
     // A transition that does not happen queues nothing.
@@ -40,7 +40,7 @@ async fn state_changes_queue_deliveries_that_leave_in_order_per_task(store: Arc<
     // Back to the queue is no state a client is told of.
     let requeued = hooked(Some("http://h/c"));
     store.insert_task(&requeued, 100).await.unwrap();
-    assert!(store.claim(requeued.id, "acct", "me", lease(), 0, "attempt-0").await.unwrap());
+    assert!(store.claim(requeued.id, "acct", "me", lease(), 0).await.unwrap());
     assert!(store.mark_processing(requeued.id, "me", "up", 10).await.unwrap());
     assert!(store.requeue(requeued.id, "me").await.unwrap());
     assert_eq!(store.open_deliveries().await.unwrap(), 5, "processing is told, the requeue is not");
@@ -91,7 +91,7 @@ async fn deleting_a_task_hides_it_stops_it_and_frees_its_key(store: Arc<dyn Stor
     store.insert_task(&t, 100).await.unwrap();
     let kept = new_task("k", Tier::Pro);
     store.insert_task(&kept, 100).await.unwrap();
-    assert!(store.claim(t.id, "acct", "me", lease(), 0, "attempt-0").await.unwrap());
+    assert!(store.claim(t.id, "acct", "me", lease(), 0).await.unwrap());
 
     assert!(store.delete_task(t.id, "deleted by its owner", 50).await.unwrap());
     assert!(!store.delete_task(t.id, "deleted by its owner", 60).await.unwrap(), "already gone");

@@ -120,7 +120,7 @@ async fn queue_positions_stay_exact_in_a_long_queue(store: Arc<dyn Store>) {
     // Dispatching the front of the queue moves everyone up.
     store.upsert_account(&lumagate::accounts::Account::new("acct", "sandbox", 8)).await.unwrap();
     for t in store.dispatch_candidates(3).await.unwrap().into_iter().map(|(t, _)| t) {
-        assert!(store.claim(t.id, "acct", "me", crate::lease(), 0, "attempt-0").await.unwrap());
+        assert!(store.claim(t.id, "acct", "me", crate::lease(), 0).await.unwrap());
     }
     check("after three dispatches").await;
     assert_eq!(store.queue_depth().await.unwrap(), (698, 0), "the limit of three applies per tier: one pro and three relax left");

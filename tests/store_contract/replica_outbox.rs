@@ -21,7 +21,7 @@ async fn two_replicas_never_take_the_same_delivery() {
                 let mut t = new_task("k", Tier::Pro);
                 t.params.notify_hook = Some("http://h/hook".into());
                 a.insert_task(&t, 100).await.unwrap();
-                assert!(a.claim(t.id, "acct", "a", lease(), 0, "attempt-0").await.unwrap());
+                assert!(a.claim(t.id, "acct", "a", lease(), 0).await.unwrap());
                 assert!(a.mark_processing(t.id, "a", "up", 10).await.unwrap());
             }
             // Both replicas poll at once: the 20 due deliveries are split, never shared.

@@ -234,7 +234,7 @@ impl TaskStore for PgStore {
         Ok(n as u32)
     }
 
-    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64, pro_reserved: u32, attempt: &str) -> StoreResult<bool> {
+    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64, pro_reserved: u32) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         // A task another replica is claiming right now is skipped, not waited for.
         let tier: Option<String> =
@@ -287,8 +287,7 @@ impl TaskStore for PgStore {
         // The relax round being served is derived from the dispatched tasks themselves.
         let now = crate::tasks::model::now_micros();
         sqlx::query(
-            "UPDATE tasks SET account_id = $1, lease_owner = $2, lease_until = $3, dispatched_at = $4, last_progress_at = $4,
-               attempt = $6
+            "UPDATE tasks SET account_id = $1, lease_owner = $2, lease_until = $3, dispatched_at = $4, last_progress_at = $4
              WHERE id = $5",
         )
         .bind(account)
@@ -296,7 +295,6 @@ impl TaskStore for PgStore {
         .bind(lease_until)
         .bind(now)
         .bind(id.to_string())
-        .bind(attempt)
         .execute(&mut *tx)
         .await
         .map_err(db)?;

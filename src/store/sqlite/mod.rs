@@ -100,7 +100,8 @@ impl SqliteStore {
 
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        use sqlx::Connection;
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok() && self.writes.lock().await.ping().await.is_ok()
     }
 }
 
@@ -167,7 +168,7 @@ async fn checkpoints(
 /// How long a checkpoint waits for readers of older snapshots, holding the writer; after
 /// a round whose readers outlasted it, twice as long, up to the most.
 const CHECKPOINT_PATIENCE_MS: u32 = 5;
-const CHECKPOINT_PATIENCE_MAX_MS: u32 = 40;
+const CHECKPOINT_PATIENCE_MAX_MS: u32 = 20;
 
 /// A RESTART checkpoint on the writer connection, waiting for readers at most
 /// `patience_ms` (a shorter busy timeout for this statement only); true when the WAL
@@ -201,34 +202,65 @@ mod tests {
     use crate::store::TaskStore;
     use crate::tasks::model::NewTask;
 
+    /// A transaction is never left open on the one writer by a caller that went away: it
+    /// runs to its end, and the writes after it commit.
+    #[tokio::test]
+    async fn a_delete_whose_caller_stopped_waiting_still_ends_and_later_writes_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let doomed = NewTask::sample();
+        store.insert_task(&doomed, u64::MAX).await.unwrap();
+        // Polled once, then dropped at its first await, as by a client that hung up. (Before
+        // transactions ran to their end, that left BEGIN IMMEDIATE open on the writer.)
+        tokio::select! {
+            biased;
+            _ = store.delete_task(doomed.id, "deleted", 5) => panic!("a write cannot end without waiting"),
+            () = std::future::ready(()) => {}
+        }
+        let later = NewTask::sample();
+        store.insert_task(&later, u64::MAX).await.unwrap();
+        for _ in 0..500 {
+            let reopened = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+            let (doomed, later) = (reopened.task(doomed.id).await.unwrap(), reopened.task(later.id).await.unwrap());
+            if doomed.is_some_and(|t| t.deleted) && later.is_some() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        panic!("the abandoned delete or the create after it never committed");
+    }
+
     /// The checkpointer starts the WAL over round after round while creates commit one by
     /// one and reads never pause: without it the WAL holds every page every commit wrote.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_starts_over_while_writes_and_reads_keep_coming() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
-        let until = Instant::now() + CHECKPOINT_EVERY * 8;
+        // Three restarts take three rounds (750 ms); the deadline allows for a loaded machine.
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let readers: Vec<_> = (0..3)
             .map(|_| {
-                let store = store.clone();
+                let (store, done) = (store.clone(), done.clone());
                 tokio::spawn(async move {
-                    while Instant::now() < until {
+                    while !done.load(Ordering::Relaxed) {
                         store.queue_depth().await.unwrap();
                     }
                 })
             })
             .collect();
         let mut commits = 0u64;
-        while Instant::now() < until {
+        while store.wal_restarts() < 3 && Instant::now() < deadline {
             // One at a time: each create is a commit of its own.
             store.insert_task(&NewTask::sample(), u64::MAX).await.unwrap();
             commits += 1;
         }
+        done.store(true, Ordering::Relaxed);
         for r in readers {
             r.await.unwrap();
         }
         let restarts = store.wal_restarts();
-        assert!(restarts >= 3, "the WAL started over {restarts} times in 8 rounds of {commits} commits");
+        assert!(restarts >= 3, "the WAL started over {restarts} times in 20 s of {commits} commits");
         let wal = std::fs::metadata(dir.path().join("t.db-wal")).unwrap().len();
         assert!(wal <= 32 * 1024 * 1024, "the WAL file is cut back to journal_size_limit: {wal} bytes");
     }

@@ -113,7 +113,7 @@ mod tests {
         let (a, b, quiet) = (task(Some("http://h/a")), task(Some("http://h/b")), task(None));
         for t in [&a, &b, &quiet] {
             store.insert_task(t, 100).await.unwrap();
-            assert!(store.claim(t.id, "acc", "me", i64::MAX, 0, "attempt-0").await.unwrap());
+            assert!(store.claim(t.id, "acc", "me", i64::MAX, 0).await.unwrap());
             assert!(store.mark_processing(t.id, "me", "up", 10).await.unwrap());
         }
         // A transition that does not happen queues nothing.

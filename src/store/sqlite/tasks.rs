@@ -5,6 +5,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Row};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use super::writer::{to_the_end, Writer};
 use super::{db, one, SqliteStore};
 use crate::store::task_cache::Lookup;
 use crate::store::{Failure, IdempotencyRecord, QueueStanding, StoreError, StoreResult, TaskStore};
@@ -23,31 +26,7 @@ impl TaskStore for SqliteStore {
         let inserted = match &t.idempotency {
             // Creates without an idempotency key share transactions (group commit).
             None => self.inserts.insert(t.clone(), relax_limit).await?,
-            Some(idem) => {
-                let mut writer = self.writes.lock().await;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-                let inserted = insert_row(&mut tx, t, relax_limit).await?;
-                if inserted {
-                    let recorded = sqlx::query(
-                        "INSERT INTO idempotency (key_id, idem_key, request_hash, task_id, created_at) VALUES (?, ?, ?, ?, ?)
-                         ON CONFLICT (key_id, idem_key) DO NOTHING",
-                    )
-                    .bind(&t.key_id)
-                    .bind(&idem.key)
-                    .bind(&idem.request_hash)
-                    .bind(t.id.to_string())
-                    .bind(t.created_at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                    if recorded.rows_affected() == 0 {
-                        // Dropping the transaction rolls the task back.
-                        return Err(StoreError::IdempotencyTaken);
-                    }
-                    tx.commit().await.map_err(db)?;
-                }
-                inserted
-            }
+            Some(_) => to_the_end(insert_with_idempotency(self.writes.clone(), t.clone(), relax_limit)).await?,
         };
         if !inserted {
             return Err(StoreError::QueueFull { limit: relax_limit });
@@ -96,43 +75,10 @@ impl TaskStore for SqliteStore {
     }
 
     async fn delete_task(&self, id: Uuid, reason: &str, now: i64) -> StoreResult<bool> {
-        // Any early return below leaves the transaction to roll back: the write counts
-        // as abandoned, which only clears the cached row once more.
         let write = self.task_write(id);
-        let mut writer = self.writes.lock().await;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let id = id.to_string();
-        let hidden = sqlx::query("UPDATE tasks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
-            .bind(now)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        if hidden.rows_affected() == 0 {
-            return Ok(false);
-        }
-        // An unfinished task stops: its worker's next compare-and-set fails and it lets go.
-        sqlx::query(
-            "UPDATE tasks SET state = 'failed', failure_reason = ?, finished_at = ?, lease_owner = NULL, lease_until = NULL
-             WHERE id = ? AND state IN ('pending', 'processing')",
-        )
-        .bind(reason)
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        sqlx::query("UPDATE webhook_outbox SET abandoned_at = ?, last_error = 'the task was deleted' WHERE task_id = ? AND delivered_at IS NULL AND abandoned_at IS NULL")
-            .bind(now)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query("DELETE FROM idempotency WHERE task_id = ?").bind(&id).execute(&mut *tx).await.map_err(db)?;
-        let committed = tx.commit().await;
+        let deleted = to_the_end(delete_in_transaction(self.writes.clone(), id, reason.to_string(), now)).await;
         write.ended();
-        committed.map_err(db)?;
-        Ok(true)
+        deleted
     }
 
     async fn tasks_of_key(&self, key_id: &str, offset: u64, limit: u64) -> StoreResult<Vec<Task>> {
@@ -260,7 +206,7 @@ impl TaskStore for SqliteStore {
         Ok(n as u32)
     }
 
-    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64, pro_reserved: u32, attempt: &str) -> StoreResult<bool> {
+    async fn claim(&self, id: Uuid, account: &str, owner: &str, lease_until: i64, pro_reserved: u32) -> StoreResult<bool> {
         // One statement, no transaction: the dispatcher's hot path. The relax round being
         // served is derived from the dispatched tasks themselves (see `insert_task`). The
         // capacity rules are part of the statement, and every write goes through the one
@@ -269,7 +215,7 @@ impl TaskStore for SqliteStore {
         // less the pro tasks already holding a slot), the scheduler's own rule.
         let now = crate::tasks::model::now_micros();
         let sql = format!(
-                "UPDATE tasks SET account_id = ?1, lease_owner = ?2, lease_until = ?3, dispatched_at = ?4, last_progress_at = ?4, attempt = ?7
+                "UPDATE tasks SET account_id = ?1, lease_owner = ?2, lease_until = ?3, dispatched_at = ?4, last_progress_at = ?4
                  WHERE id = ?5 AND {QUEUED}
                    AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = ?1 AND a.enabled
                                  AND (SELECT COUNT(*) FROM tasks WHERE {HOLDS_SLOT} AND account_id = a.id) < a.concurrency)
@@ -284,8 +230,7 @@ impl TaskStore for SqliteStore {
         .bind(lease_until)
         .bind(now)
         .bind(id.to_string())
-        .bind(pro_reserved as i64)
-        .bind(attempt);
+        .bind(pro_reserved as i64);
         let write = self.task_write(id);
         // The writer connection is held until the fresh row is in the cache, so no other
         // write of the task can land in between and be hidden by it.
@@ -493,6 +438,72 @@ impl SqliteStore {
         write.ended();
         Ok(done.map_err(db)?.rows_affected() == 1)
     }
+}
+
+/// Stores a create with an `Idempotency-Key`: the task and its idempotency record in one
+/// transaction. True when stored, false when the relax queue was full.
+async fn insert_with_idempotency(writes: Arc<Writer>, t: NewTask, relax_limit: u64) -> StoreResult<bool> {
+    let Some(idem) = &t.idempotency else { return Err(db("no idempotency key")) };
+    let mut writer = writes.lock().await;
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    if !insert_row(&mut tx, &t, relax_limit).await? {
+        return Ok(false);
+    }
+    let recorded = sqlx::query(
+        "INSERT INTO idempotency (key_id, idem_key, request_hash, task_id, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (key_id, idem_key) DO NOTHING",
+    )
+    .bind(&t.key_id)
+    .bind(&idem.key)
+    .bind(&idem.request_hash)
+    .bind(t.id.to_string())
+    .bind(t.created_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    if recorded.rows_affected() == 0 {
+        // Dropping the transaction rolls the task back.
+        return Err(StoreError::IdempotencyTaken);
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(true)
+}
+
+/// Hides a task, fails it if unfinished, drops its open deliveries and frees its
+/// idempotency key, in one transaction; false when it was deleted already.
+async fn delete_in_transaction(writes: Arc<Writer>, id: Uuid, reason: String, now: i64) -> StoreResult<bool> {
+    let mut writer = writes.lock().await;
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    let id = id.to_string();
+    let hidden = sqlx::query("UPDATE tasks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    if hidden.rows_affected() == 0 {
+        return Ok(false);
+    }
+    // An unfinished task stops: its worker's next compare-and-set fails and it lets go.
+    sqlx::query(
+        "UPDATE tasks SET state = 'failed', failure_reason = ?, finished_at = ?, lease_owner = NULL, lease_until = NULL
+         WHERE id = ? AND state IN ('pending', 'processing')",
+    )
+    .bind(&reason)
+    .bind(now)
+    .bind(&id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    sqlx::query("UPDATE webhook_outbox SET abandoned_at = ?, last_error = 'the task was deleted' WHERE task_id = ? AND delivered_at IS NULL AND abandoned_at IS NULL")
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    sqlx::query("DELETE FROM idempotency WHERE task_id = ?").bind(&id).execute(&mut *tx).await.map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(true)
 }
 
 /// Stores a new task unless it is relax and the relax queue holds `relax_limit` tasks;

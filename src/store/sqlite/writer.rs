@@ -9,6 +9,8 @@
 //! to the connection's worker thread. For the writer those pings were two of every three
 //! round trips of a one-statement write, and the write behind waited for them.
 
+use std::future::Future;
+
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::Connection;
 use tokio::sync::{Mutex, MutexGuard};
@@ -25,11 +27,21 @@ impl Writer {
         Ok(Writer { conn: Mutex::new(SqliteConnection::connect_with(options).await.map_err(db)?) })
     }
 
-    /// The connection, once every write that asked before has finished. A write that is
-    /// abandoned mid-statement leaves no harm behind: the connection's worker runs its
-    /// commands in order, and a dropped transaction queues its rollback before the next
-    /// holder's first command.
+    /// The connection, once every write that asked before has finished. A one-statement
+    /// write that is abandoned leaves no harm behind: the connection's thread runs its
+    /// commands in order, each statement to its end. A transaction must not be abandoned:
+    /// between its BEGIN and sqlx's `Transaction` (which rolls back when dropped) there is
+    /// an await, and a caller dropped there would leave the transaction open on the one
+    /// writer, so that no later write of the process would ever commit. Transactions
+    /// therefore run through [`to_the_end`].
     pub(super) async fn lock(&self) -> MutexGuard<'_, SqliteConnection> {
         self.conn.lock().await
     }
+}
+
+/// Runs `write` in a task of its own, which the caller's going away (a client that hung
+/// up, a timeout) does not stop: for the writer's multi-statement transactions (see
+/// [`Writer::lock`]). The group commit of creates runs in its own task already.
+pub(super) async fn to_the_end<T: Send + 'static>(write: impl Future<Output = StoreResult<T>> + Send + 'static) -> StoreResult<T> {
+    tokio::spawn(write).await.map_err(|e| db(format!("a write stopped: {e}")))?
 }

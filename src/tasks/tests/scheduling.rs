@@ -153,7 +153,7 @@ async fn a_worker_killed_mid_task_is_resumed_without_a_second_submission() {
 }
 
 #[tokio::test]
-async fn the_first_submission_goes_out_under_the_attempt_marker_its_claim_recorded() {
+async fn the_first_submission_goes_out_under_the_attempt_marker_written_before_it() {
     let h = Harness::new(&[account("a", 1)], 0, 100).await;
     let key = h.key("k").await;
     let task = h.create(&key, Tier::Relax).await;
@@ -162,18 +162,20 @@ async fn the_first_submission_goes_out_under_the_attempt_marker_its_claim_record
     assert_eq!(t.state, State::Processing);
     assert_eq!(h.upstream.attempts(), [t.attempt.clone().unwrap()]);
     assert_eq!(t.upstream_id, Some(format!("gen-{}", t.attempt.unwrap())));
-    assert!(h.upstream.recoveries().is_empty(), "nothing can have gone out under a marker just claimed");
+    assert!(h.upstream.recoveries().is_empty(), "a task never submitted has nothing to recover");
     h.finish(task).await;
 }
 
 #[tokio::test]
-async fn a_task_whose_dispatcher_died_before_submitting_is_submitted_once_after_looking_for_it() {
+async fn a_task_whose_worker_died_as_it_submitted_is_submitted_once_after_looking_for_it() {
     use crate::store::TaskStore;
     let h = Harness::new(&[account("a", 1)], 0, 100).await;
     let key = h.key("k").await;
     let task = h.create(&key, Tier::Relax).await;
-    // Claimed by a process that died before its worker called the upstream.
-    assert!(h.store.claim(task, "a", "dead", now_micros() - 1, 0, "att-dead").await.unwrap());
+    // Claimed by a process whose worker wrote its attempt marker, then died before (or
+    // while) it called the upstream.
+    assert!(h.store.claim(task, "a", "dead", now_micros() - 1, 0).await.unwrap());
+    assert!(h.store.record_attempt(task, "dead", "att-dead").await.unwrap());
     let survivor = h.another_worker("survivor").await;
     survivor.sweep().await;
     let t = h.until(task, |t| t.state == State::Processing).await;
