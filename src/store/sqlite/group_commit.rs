@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::db;
 use super::writer::Writer;
-use super::tasks::insert_row;
+use super::inserts;
 use crate::store::{StoreError, StoreResult};
 use crate::tasks::model::NewTask;
 
@@ -93,13 +93,13 @@ async fn commit(writes: &Writer, batch: &[Pending]) -> StoreResult<Vec<bool>> {
     let mut writer = writes.lock().await;
     if let [alone] = batch {
         // One statement is its own transaction: no BEGIN and COMMIT round trips.
-        return Ok(vec![insert_row(&mut writer, &alone.task, alone.relax_limit).await?]);
+        return Ok(vec![inserts::row(&mut writer, &alone.task, alone.relax_limit).await?]);
     }
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
     let mut stored = Vec::with_capacity(batch.len());
     for pending in batch {
         // Any error ends the transaction: dropping `tx` rolls every row back.
-        stored.push(insert_row(&mut tx, &pending.task, pending.relax_limit).await?);
+        stored.push(inserts::row(&mut tx, &pending.task, pending.relax_limit).await?);
     }
     tx.commit().await.map_err(db)?;
     Ok(stored)

@@ -13,6 +13,7 @@
 
 mod accounts;
 mod group_commit;
+mod inserts;
 mod keys;
 mod outbox;
 mod task_write;

@@ -76,33 +76,13 @@ mod tests {
     use super::*;
     use crate::accounts::Account;
     use crate::store::{AccountStore, TaskStore};
-    use crate::tasks::model::{AspectRatio, ClipDuration, Model, NewTask, Params, Resolution, State, Surface, Tier, VideoRef};
-    use uuid::Uuid;
+    use crate::tasks::model::{NewTask, State, Tier, VideoRef};
 
     fn task(hook: Option<&str>) -> NewTask {
-        NewTask {
-            id: Uuid::new_v4(),
-            key_id: "k".into(),
-            tier: Tier::Pro,
-            prompt: "p".into(),
-            params: Params {
-                model: Model::RayV2,
-                aspect_ratio: AspectRatio::Wide,
-                resolution: Resolution::P720,
-                duration: ClipDuration::Five,
-                looped: false,
-                expand_prompt: false,
-                start_image: None,
-                end_image: None,
-                notify_hook: hook.map(str::to_string),
-                surface: Surface::Reseller,
-                request_echo: None,
-            },
-            parent_id: None,
-            pinned_account: None,
-            created_at: 1,
-            idempotency: None,
-        }
+        let mut t = NewTask::sample();
+        t.tier = Tier::Pro;
+        t.params.notify_hook = hook.map(str::to_string);
+        t
     }
 
     #[tokio::test]
